@@ -1,0 +1,1 @@
+"""Store and breaker implementations, imported by name through the kew_plug registry."""

@@ -1,0 +1,307 @@
+"""MemoryStore: the Store contract inside one process. Honest about it: `shared` is False,
+and the harness shows that separate processes cannot see each other's tasks through it."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from kew_plug.errors import QueueFull
+from kew_plug.interfaces import Store
+from kew_plug.models import (
+    Claim,
+    ClaimBatch,
+    EnqueueReport,
+    NewTask,
+    Outcome,
+    OutcomeKind,
+    QueueStats,
+    RecoverReport,
+    TaskRecord,
+    TaskState,
+)
+from kew_plug.ordering import ready_score
+
+
+@dataclass(slots=True)
+class _Task:
+    id: str
+    payload: bytes | None
+    priority: int
+    max_attempts: int
+    seq: int
+    enqueued_ms: int
+    state: TaskState
+    attempts: int = 0
+    token: int = 0
+    result: bytes | None = None
+    error: str | None = None
+    dead_payload: bytes | None = None
+    expires_ms: int | None = None
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.tasks: dict[str, _Task] = {}
+        self.ready: list[tuple[float, str]] = []  # heap; entries checked against state
+        self.due: dict[str, int] = {}
+        self.running: dict[str, int] = {}  # id -> lease deadline
+        self.dead: dict[str, int] = {}  # id -> time of death, insertion-ordered
+        self.counter = 0
+        self.wake = asyncio.Event()
+
+
+class MemoryStore(Store):
+    shared = False
+
+    def __init__(
+        self,
+        *,
+        result_ttl: float = 3600.0,
+        dead_ttl: float = 7 * 86400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.result_ttl_ms = int(result_ttl * 1000)
+        self.dead_ttl_ms = int(dead_ttl * 1000)
+        self._clock = clock
+        self._queues: dict[str, _Queue] = {}
+
+    def _now(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _q(self, name: str) -> _Queue:
+        q = self._queues.get(name)
+        if q is None:
+            q = self._queues[name] = _Queue()
+        return q
+
+    def _live(self, q: _Queue, task_id: str, now: int) -> _Task | None:
+        t = q.tasks.get(task_id)
+        if t is not None and t.expires_ms is not None and t.expires_ms <= now:
+            del q.tasks[task_id]
+            q.dead.pop(task_id, None)
+            return None
+        return t
+
+    def _push_ready(self, q: _Queue, t: _Task) -> None:
+        t.state = TaskState.QUEUED
+        heapq.heappush(q.ready, (ready_score(t.priority, t.seq), t.id))
+        q.wake.set()
+
+    async def enqueue(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None = None
+    ) -> EnqueueReport:
+        q, now = self._q(queue), self._now()
+        fresh: dict[str, NewTask] = {}
+        duplicates: list[str] = []
+        for item in items:
+            if item.id in fresh or self._live(q, item.id, now) is not None:
+                duplicates.append(item.id)
+            else:
+                fresh[item.id] = item
+        waiting = sum(1 for t in q.tasks.values() if t.state in _WAITING)
+        if max_size is not None and waiting + len(fresh) > max_size:
+            raise QueueFull(queue, waiting, len(fresh), max_size)
+        for item in fresh.values():
+            q.counter += 1
+            t = _Task(
+                id=item.id,
+                payload=item.payload,
+                priority=item.priority,
+                max_attempts=item.max_attempts,
+                seq=q.counter,
+                enqueued_ms=now,
+                state=TaskState.DEFERRED,
+            )
+            q.tasks[item.id] = t
+            if item.delay_ms > 0:
+                q.due[item.id] = now + item.delay_ms
+            else:
+                self._push_ready(q, t)
+        return EnqueueReport(accepted=list(fresh), duplicates=duplicates)
+
+    def _promote_due(self, q: _Queue, now: int) -> int | None:
+        next_due: int | None = None
+        for task_id, due in list(q.due.items()):
+            if due <= now:
+                del q.due[task_id]
+                t = self._live(q, task_id, now)
+                if t is not None:
+                    self._push_ready(q, t)
+            elif next_due is None or due < next_due:
+                next_due = due
+        return None if next_due is None else next_due - now
+
+    async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
+        q, now = self._q(queue), self._now()
+        next_due = self._promote_due(q, now)
+        claims: list[Claim] = []
+        while q.ready and len(claims) < limit:
+            _, task_id = heapq.heappop(q.ready)
+            t = self._live(q, task_id, now)
+            if t is None or t.state is not TaskState.QUEUED or t.payload is None:
+                continue
+            q.counter += 1
+            t.state, t.token, t.attempts = TaskState.RUNNING, q.counter, t.attempts + 1
+            q.running[task_id] = now + lease_ms
+            claims.append(Claim(task_id, t.token, t.attempts, t.max_attempts, t.payload))
+        if not q.ready:
+            q.wake.clear()
+        return ClaimBatch(claims, next_due)
+
+    async def wait(self, queue: str, timeout: float) -> bool:
+        q = self._q(queue)
+        if q.ready:
+            return True
+        try:
+            await asyncio.wait_for(q.wake.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _current(self, q: _Queue, task_id: str, token: int, now: int) -> _Task | None:
+        t = self._live(q, task_id, now)
+        if t is None or t.token != token or t.state is not TaskState.RUNNING:
+            return None
+        return t
+
+    async def renew(self, queue: str, claims: Sequence[Claim], lease_ms: int) -> list[bool]:
+        q, now = self._q(queue), self._now()
+        held = []
+        for c in claims:
+            ok = self._current(q, c.id, c.token, now) is not None
+            if ok:
+                q.running[c.id] = now + lease_ms
+            held.append(ok)
+        return held
+
+    async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
+        q, now = self._q(queue), self._now()
+        applied = []
+        for o in outcomes:
+            t = self._current(q, o.id, o.token, now)
+            applied.append(t is not None)
+            if t is None:
+                continue
+            del q.running[o.id]
+            if o.kind is OutcomeKind.COMPLETE:
+                t.state, t.payload, t.result, t.error = TaskState.COMPLETED, None, o.result, None
+                t.expires_ms = now + self.result_ttl_ms
+            elif o.kind is OutcomeKind.RETRY:
+                t.state, t.error = TaskState.RETRYING, o.error
+                q.due[o.id] = now + max(0, o.delay_ms)
+            else:
+                self._kill(q, t, o.error, now)
+        return applied
+
+    def _kill(self, q: _Queue, t: _Task, error: str | None, now: int) -> None:
+        t.state, t.error = TaskState.DEAD, error
+        t.dead_payload, t.payload = t.payload, None
+        t.expires_ms = now + self.dead_ttl_ms
+        q.dead[t.id] = now
+
+    async def release(self, queue: str, claims: Sequence[Claim]) -> list[bool]:
+        q, now = self._q(queue), self._now()
+        released = []
+        for c in claims:
+            t = self._current(q, c.id, c.token, now)
+            released.append(t is not None)
+            if t is not None:
+                del q.running[c.id]
+                t.attempts -= 1
+                self._push_ready(q, t)
+        return released
+
+    async def recover(self, queue: str) -> RecoverReport:
+        q, now = self._q(queue), self._now()
+        report = RecoverReport()
+        for task_id, deadline in list(q.running.items()):
+            if deadline > now:
+                continue
+            del q.running[task_id]
+            t = self._live(q, task_id, now)
+            if t is None:
+                continue
+            if t.attempts >= t.max_attempts:
+                self._kill(q, t, f"lease expired on attempt {t.attempts} of {t.max_attempts}", now)
+                report.dead.append(task_id)
+            else:
+                self._push_ready(q, t)
+                report.requeued.append(task_id)
+        return report
+
+    async def get(self, queue: str, task_id: str) -> TaskRecord | None:
+        q = self._queues.get(queue)
+        t = None if q is None else self._live(q, task_id, self._now())
+        if t is None:
+            return None
+        return TaskRecord(
+            id=t.id,
+            queue=queue,
+            state=t.state,
+            priority=t.priority,
+            attempts=t.attempts,
+            max_attempts=t.max_attempts,
+            token=t.token,
+            enqueued_ms=t.enqueued_ms,
+            result=t.result,
+            error=t.error,
+            has_payload=t.payload is not None,
+        )
+
+    async def stats(self, queue: str) -> QueueStats:
+        q = self._q(queue)
+        self._expire(q)
+        counts = {s: 0 for s in TaskState}
+        for t in q.tasks.values():
+            counts[t.state] += 1
+        return QueueStats(
+            queued=counts[TaskState.QUEUED],
+            scheduled=counts[TaskState.DEFERRED] + counts[TaskState.RETRYING],
+            running=counts[TaskState.RUNNING],
+            dead=counts[TaskState.DEAD],
+        )
+
+    def _expire(self, q: _Queue) -> None:
+        now = self._now()
+        for task_id in list(q.tasks):
+            self._live(q, task_id, now)
+
+    async def dead_ids(self, queue: str, limit: int = 100) -> list[str]:
+        q = self._q(queue)
+        self._expire(q)
+        return list(q.dead)[:limit]
+
+    async def requeue(self, queue: str, ids: Sequence[str]) -> list[bool]:
+        q, now = self._q(queue), self._now()
+        done = []
+        for task_id in ids:
+            t = self._live(q, task_id, now)
+            ok = t is not None and t.state is TaskState.DEAD and t.dead_payload is not None
+            done.append(ok)
+            if t is not None and ok:
+                del q.dead[task_id]
+                t.payload, t.dead_payload, t.expires_ms = t.dead_payload, None, None
+                t.attempts, t.error = 0, None
+                self._push_ready(q, t)
+        return done
+
+    async def payload_ids(self, queue: str) -> set[str]:
+        q = self._q(queue)
+        self._expire(q)
+        return {t.id for t in q.tasks.values() if t.payload is not None}
+
+    async def purge(self, queue: str) -> int:
+        q = self._queues.pop(queue, None)
+        return 0 if q is None else len(q.tasks)
+
+    def snapshot(self, queue: str, task_id: str) -> _Task | None:
+        """A copy of the raw entry, for tests that inspect internals."""
+        t = self._q(queue).tasks.get(task_id)
+        return None if t is None else replace(t)
+
+
+_WAITING = frozenset({TaskState.QUEUED, TaskState.DEFERRED, TaskState.RETRYING})

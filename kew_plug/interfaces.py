@@ -1,0 +1,170 @@
+"""The three swappable parts: Store (where tasks live), Serializer (objects to bytes) and
+Breaker (holding off a failing downstream). Method names are fixed; see DESIGN.md."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Self
+
+from kew_plug.models import (
+    Claim,
+    ClaimBatch,
+    EnqueueReport,
+    NewTask,
+    Outcome,
+    QueueStats,
+    RecoverReport,
+    TaskRecord,
+)
+
+
+class _AsyncClosing:
+    async def aclose(self) -> None:
+        """Release connections. Idempotent; safe to call on a store that never connected."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class Store(_AsyncClosing, ABC):
+    """Shared task state, bytes in and bytes out. Every method is atomic with respect to
+    every process sharing the store, and time (due times, lease deadlines) comes from the
+    store's own clock. A missing id is never an exception: it is reported or returns None."""
+
+    #: True when separate OS processes pointed at the same store see the same tasks.
+    shared: bool = True
+
+    @abstractmethod
+    async def enqueue(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None = None
+    ) -> EnqueueReport:
+        """Store every item whose id is new, payload included, in one step. An id the queue
+        already holds (in any state until its record expires) is listed in `duplicates` and
+        left untouched. If waiting tasks plus the new ones would exceed `max_size`, raise
+        `QueueFull` and store nothing. Items with `delay_ms > 0` wait in a due set and never
+        block ready tasks."""
+
+    @abstractmethod
+    async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
+        """Move up to `limit` due tasks, highest priority then oldest first, to running; in
+        the same step count the attempt, set the lease deadline (now + lease_ms on the store's
+        clock) and a fresh fencing token. No task is held by two unexpired claims. Deferred
+        tasks whose time has come are promoted first. Not safe to retry blindly: a lost reply
+        leaves the claims to expire and be recovered."""
+
+    @abstractmethod
+    async def wait(self, queue: str, timeout: float) -> bool:
+        """Block until work may be claimable (True) or `timeout` seconds pass (False). A
+        wake-up is a hint, not a promise: the caller claims and may find nothing."""
+
+    @abstractmethod
+    async def renew(self, queue: str, claims: Sequence[Claim], lease_ms: int) -> list[bool]:
+        """Extend each lease whose token is still current; per claim, False means it was
+        lost (expired and recovered, or settled). Idempotent."""
+
+    @abstractmethod
+    async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply each outcome only if its token is current and the task is running; per
+        outcome, False means stale and nothing changed. COMPLETE stores the result for
+        result_ttl and deletes the payload in the same step; RETRY schedules the task after
+        `delay_ms`; DEAD moves it to the dead-letter set with its error."""
+
+    @abstractmethod
+    async def release(self, queue: str, claims: Sequence[Claim]) -> list[bool]:
+        """Hand back claims a stopping worker will not finish: ready again, attempt not
+        counted. Stale claims are reported False and change nothing."""
+
+    @abstractmethod
+    async def recover(self, queue: str) -> RecoverReport:
+        """Move tasks whose lease expired back to ready (the attempt stays counted), or to
+        dead when their attempts are exhausted. Safe for any process to call at any time."""
+
+    @abstractmethod
+    async def get(self, queue: str, task_id: str) -> TaskRecord | None:
+        """The task's record, or None when unknown or expired."""
+
+    @abstractmethod
+    async def stats(self, queue: str) -> QueueStats:
+        """Counts of queued, scheduled, running and dead tasks."""
+
+    @abstractmethod
+    async def dead_ids(self, queue: str, limit: int = 100) -> list[str]:
+        """Ids in the dead-letter set, oldest first."""
+
+    @abstractmethod
+    async def requeue(self, queue: str, ids: Sequence[str]) -> list[bool]:
+        """Put dead tasks back to ready with a fresh attempt count; False for ids not dead."""
+
+    @abstractmethod
+    async def payload_ids(self, queue: str) -> set[str]:
+        """Ids that still hold an executable payload (queued, scheduled or running tasks).
+        After a drain with no faults this is empty: the cleanup check."""
+
+    @abstractmethod
+    async def purge(self, queue: str) -> int:
+        """Delete every key or entry of this queue and nothing else; returns how many."""
+
+
+class Serializer(ABC):
+    """Objects to bytes and back. `dumps` output is framed with `name` and a format version,
+    so bytes written by another serializer fail with `PayloadError`, never as garbage."""
+
+    name: str
+
+    @abstractmethod
+    def dumps(self, obj: Any) -> bytes:
+        """Serialize `obj`; raise `SerializationError` naming what could not be serialized."""
+
+    @abstractmethod
+    def loads(self, data: bytes) -> Any:
+        """Deserialize; raise `PayloadError` for corrupt, foreign or refused bytes. Must not
+        execute anything from bytes it refuses."""
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Breaker(_AsyncClosing, ABC):
+    """A circuit breaker. Closed until `failure_threshold` consecutive failures, then open for
+    `reset_timeout` seconds, then half-open: at most `half_open_max_calls` probes are allowed;
+    a probe's success closes it, a failure reopens it. Each method is one atomic step."""
+
+    failure_threshold: int
+    reset_timeout: float
+    half_open_max_calls: int
+
+    @abstractmethod
+    async def allow(self) -> bool:
+        """May a call start now? True in closed; False while open; in half-open True for at
+        most `half_open_max_calls` callers per episode (across all sharers of the state)."""
+
+    @abstractmethod
+    async def record_success(self) -> None:
+        """A call succeeded: resets the failure count; a half-open probe's success closes."""
+
+    @abstractmethod
+    async def record_failure(self) -> None:
+        """A call failed: counts toward the threshold; a half-open failure reopens."""
+
+    @abstractmethod
+    async def state(self) -> BreakerState:
+        """The current state, open turning half-open once reset_timeout has passed."""
+
+    @abstractmethod
+    async def reset(self) -> None:
+        """Force closed with zero counts."""
+
+    async def retry_after(self) -> float:
+        """Seconds until an open breaker may half-open (0 when not open). A hint for waiting."""
+        return 0.0

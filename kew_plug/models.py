@@ -1,0 +1,106 @@
+"""Plain records passed between Queue, Worker and Store. Stores see bytes, never objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"  # ready to be claimed
+    DEFERRED = "deferred"  # waiting for its due time before the first attempt
+    RUNNING = "running"  # claimed under a lease
+    RETRYING = "retrying"  # failed an attempt, waiting for its backoff to pass
+    COMPLETED = "completed"  # terminal: result kept for result_ttl
+    DEAD = "dead"  # terminal: attempts exhausted or unreadable; kept for dead_ttl, requeueable
+
+
+TERMINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.DEAD})
+
+
+class OutcomeKind(StrEnum):
+    COMPLETE = "complete"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """One item of `Store.enqueue`: an id the caller chose, the payload bytes, scheduling."""
+
+    id: str
+    payload: bytes
+    priority: int = 0
+    delay_ms: int = 0
+    max_attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A task handed to one worker under a lease. `token` fences every later write."""
+
+    id: str
+    token: int
+    attempt: int
+    max_attempts: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a claim ended. Applied by `Store.settle` only while `token` is still current."""
+
+    id: str
+    token: int
+    kind: OutcomeKind
+    result: bytes | None = None
+    error: str | None = None
+    delay_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueReport:
+    accepted: list[str]
+    duplicates: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimBatch:
+    """Claims plus the store's hint of when the next deferred task is due (ms, or None)."""
+
+    claims: list[Claim]
+    next_due_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverReport:
+    requeued: list[str] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    id: str
+    queue: str
+    state: TaskState
+    priority: int
+    attempts: int
+    max_attempts: int
+    token: int
+    enqueued_ms: int
+    result: bytes | None = None
+    error: str | None = None
+    has_payload: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queued: int = 0
+    scheduled: int = 0  # deferred + retrying
+    running: int = 0
+    dead: int = 0
+
+    @property
+    def pending(self) -> int:
+        """Tasks not yet finished: what a drain waits for."""
+        return self.queued + self.scheduled + self.running

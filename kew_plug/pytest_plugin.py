@@ -1,0 +1,3 @@
+"""pytest plugin (entry point `pytest11`): fixtures for users' own suites."""
+
+from __future__ import annotations

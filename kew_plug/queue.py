@@ -1,0 +1,219 @@
+"""Queue: a store, a serializer and an optional breaker composed into one submit/result API.
+Policy lives here (validation, serialization, signing); the store only moves bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from kew_plug import validate
+from kew_plug.errors import (
+    InvalidArgument,
+    PayloadTooLarge,
+    SerializationError,
+    TaskExists,
+    TaskFailed,
+)
+from kew_plug.interfaces import Breaker, Serializer, Store
+from kew_plug.models import NewTask, TaskRecord, TaskState
+from kew_plug.registry import load_object, make_breaker, make_serializer, make_store
+
+log = logging.getLogger("kew_plug")
+
+SECRET_ENV = "KEW_PLUG_SECRET"
+DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One task for `Queue.submit_many`. `fn` may be a coroutine function or a plain one."""
+
+    fn: Callable[..., Any]
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    task_id: str | None = None
+    priority: int = 0
+    delay: float | timedelta | None = None
+    at: datetime | None = None
+    retries: int | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskHandle:
+    id: str
+    queue: Queue
+    accepted: bool = True  # False: the id already existed and nothing was stored
+
+    async def result(self, timeout: float | None = None) -> Any:
+        return await self.queue.result(self.id, timeout)
+
+    async def status(self) -> TaskState | None:
+        return await self.queue.status(self.id)
+
+
+def signing_keys(secret: str | bytes | Sequence[str | bytes] | None) -> list[bytes] | None:
+    """Keys from the argument or, failing that, the KEW_PLUG_SECRET variable (comma-separated
+    for rotation: the first signs, all verify)."""
+    if secret is None:
+        env = os.environ.get(SECRET_ENV)
+        if not env:
+            return None
+        secret = env.split(",")
+    items = [secret] if isinstance(secret, str | bytes) else list(secret)
+    return [k.encode() if isinstance(k, str) else k for k in items]
+
+
+class Queue:
+    """A named queue over a Store. Parts may be objects or registry names:
+    `Queue("redis://localhost/0", "dill", "redis", name="emails", secret=...)`."""
+
+    def __init__(
+        self,
+        store: Store | str = "memory",
+        serializer: Serializer | str = "cloudpickle",
+        breaker: Breaker | str | None = None,
+        *,
+        name: str = "default",
+        secret: str | bytes | Sequence[str | bytes] | None = None,
+        retries: int = 2,
+        timeout: float | None = None,
+        max_size: int | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        self.name = validate.name("queue name", name)
+        self.store = make_store(store)
+        inner = make_serializer(serializer)
+        keys = signing_keys(secret)
+        if keys is not None:
+            signed_cls = load_object("serializers.signed:Signed", "serializer", ["signed"])
+            inner = signed_cls(inner, keys)
+        elif getattr(self.store, "networked", False):
+            log.warning(
+                "queue %r: payloads are not signed; anyone who can write to the store can run "
+                "code in every worker. Pass secret=... or set %s.",
+                self.name,
+                SECRET_ENV,
+            )
+        self.serializer: Serializer = inner
+        self.breaker = make_breaker(breaker, self.store, self.name)
+        self.retries = validate.retries(retries)
+        self.timeout = None if timeout is None else validate.seconds("timeout", timeout)
+        if max_size is not None and (not isinstance(max_size, int) or max_size < 1):
+            raise InvalidArgument(f"max_size must be a positive int or None, got {max_size!r}")
+        self.max_size = max_size
+        self.max_payload_bytes = max_payload_bytes
+
+    # -- submitting ---------------------------------------------------------------------
+
+    def _encode(self, spec: TaskSpec) -> NewTask:
+        if not callable(spec.fn):
+            raise InvalidArgument(f"task function must be callable, not {type(spec.fn).__name__}")
+        task_id = uuid.uuid4().hex if spec.task_id is None else spec.task_id
+        timeout = self.timeout if spec.timeout is None else spec.timeout
+        if timeout is not None:
+            timeout = validate.seconds("timeout", timeout, allow_zero=False)
+        envelope = (spec.fn, tuple(spec.args), dict(spec.kwargs), timeout)
+        try:
+            payload = self.serializer.dumps(envelope)
+        except SerializationError as e:
+            what = f"task {_describe(spec.fn)}"
+            raise SerializationError(what, self.serializer.name, e.__cause__ or str(e)) from e
+        if len(payload) > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"payload of task {_describe(spec.fn)}", len(payload), self.max_payload_bytes
+            )
+        retries = self.retries if spec.retries is None else validate.retries(spec.retries)
+        return NewTask(
+            id=validate.name("task id", task_id),
+            payload=payload,
+            priority=validate.priority(spec.priority),
+            delay_ms=validate.delay_ms(spec.delay, spec.at),
+            max_attempts=retries + 1,
+        )
+
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> TaskHandle:
+        """Store one task; raises `TaskExists` if `task_id` is already in the queue."""
+        spec = TaskSpec(fn, args, kwargs or {}, task_id, priority, delay, at, retries, timeout)
+        (handle,) = await self.submit_many([spec])
+        if not handle.accepted:
+            raise TaskExists(self.name, handle.id)
+        return handle
+
+    async def submit_many(self, specs: Iterable[TaskSpec]) -> list[TaskHandle]:
+        """Store many tasks in one store call. Every spec is validated and serialized first,
+        so a bad one refuses the batch before anything is stored. Duplicate ids come back
+        with `accepted=False`."""
+        items = [self._encode(s) for s in specs]
+        if not items:
+            return []
+        report = await self.store.enqueue(self.name, items, self.max_size)
+        dup = set(report.duplicates)
+        return [TaskHandle(i.id, self, i.id not in dup) for i in items]
+
+    # -- reading back ---------------------------------------------------------------------
+
+    async def info(self, task_id: str) -> TaskRecord | None:
+        return await self.store.get(self.name, task_id)
+
+    async def status(self, task_id: str) -> TaskState | None:
+        record = await self.store.get(self.name, task_id)
+        return None if record is None else record.state
+
+    async def result(self, task_id: str, timeout: float | None = None) -> Any:
+        """Wait for the task to finish and return its value; `TaskFailed` if it ended dead,
+        `TimeoutError` after `timeout` seconds, `LookupError` for an unknown id."""
+        async with asyncio.timeout(timeout):
+            pause = 0.002
+            while True:
+                record = await self.store.get(self.name, task_id)
+                if record is None:
+                    raise LookupError(f"no task {task_id!r} in queue {self.name!r}")
+                if record.state is TaskState.COMPLETED:
+                    return None if record.result is None else self.serializer.loads(record.result)
+                if record.state is TaskState.DEAD:
+                    raise TaskFailed(task_id, record.error)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.1)
+
+    async def dead(self, limit: int = 100) -> list[TaskRecord]:
+        records = [await self.store.get(self.name, i) for i in await self.store.dead_ids(self.name, limit)]
+        return [r for r in records if r is not None]
+
+    async def requeue(self, task_ids: Sequence[str]) -> list[bool]:
+        return await self.store.requeue(self.name, task_ids)
+
+    async def aclose(self) -> None:
+        if self.breaker is not None:
+            await self.breaker.aclose()
+        await self.store.aclose()
+
+    async def __aenter__(self) -> Queue:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or repr(fn)[:80]
+    return f"{module}.{qualname}"

@@ -1,0 +1,92 @@
+"""One registry from names to parts, used by Queue and the harness alike. Imports a backend
+only when asked, so `kew_plug` never imports `backends` or `serializers` at module level."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kew_plug.errors import UnknownBackend
+from kew_plug.interfaces import Breaker, Serializer, Store
+
+T = TypeVar("T")
+
+STORES: dict[str, str] = {
+    "memory": "backends.memory:MemoryStore",
+    "fakeredis": "backends.fake:FakeRedisStore",
+}
+URL_SCHEMES = ("redis://", "rediss://", "unix://")
+SERIALIZERS: dict[str, str] = {
+    "cloudpickle": "serializers.pickling:CloudpickleSerializer",
+    "dill": "serializers.pickling:DillSerializer",
+    "pickle": "serializers.pickling:PickleSerializer",
+}
+BREAKERS: dict[str, str] = {
+    "local": "backends.breakers:LocalBreaker",
+    "redis": "(shares the Redis store's connection)",
+}
+
+
+def load_object(path: str, kind: str, known: list[str]) -> Any:
+    """Import `package.module:attribute`; errors name the path and what went wrong."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise UnknownBackend(kind, path, known, "expected a name or 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UnknownBackend(kind, path, known, f"cannot import {module_name!r}: {e}") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise UnknownBackend(kind, path, known, f"{module_name!r} has no {attr!r}") from None
+
+
+def _build(spec: str, table: dict[str, str], kind: str, base: type[T]) -> T:
+    known = [*table, "package.module:factory"]
+    target = table.get(spec, spec)
+    obj = load_object(target, kind, known)
+    made = obj() if callable(obj) and not isinstance(obj, base) else obj
+    if not isinstance(made, base):
+        raise UnknownBackend(kind, spec, known, f"it produced {type(made).__name__}, not a {kind}")
+    return made
+
+
+def make_store(spec: Store | str) -> Store:
+    if isinstance(spec, Store):
+        return spec
+    if spec.startswith(URL_SCHEMES) or spec == "redis":
+        from_url: Callable[[str], Store] = load_object(
+            "backends.redis:RedisStore", "store", list(STORES)
+        ).from_url
+        return from_url("redis://127.0.0.1:6379/0" if spec == "redis" else spec)
+    if ":" not in spec and spec not in STORES:
+        raise UnknownBackend("store", spec, [*STORES, "redis://host:port/db", "module:factory"])
+    return _build(spec, STORES, "store", Store)  # type: ignore[type-abstract]
+
+
+def make_serializer(spec: Serializer | str) -> Serializer:
+    if isinstance(spec, Serializer):
+        return spec
+    if ":" not in spec and spec not in SERIALIZERS:
+        raise UnknownBackend("serializer", spec, [*SERIALIZERS, "module:factory"])
+    return _build(spec, SERIALIZERS, "serializer", Serializer)  # type: ignore[type-abstract]
+
+
+def make_breaker(spec: Breaker | str | None, store: Store, queue: str) -> Breaker | None:
+    if spec is None or isinstance(spec, Breaker):
+        return spec
+    if spec == "none":
+        return None
+    if spec == "redis":
+        factory = getattr(store, "breaker", None)
+        if factory is None:
+            raise UnknownBackend(
+                "breaker", spec, BREAKERS, f"{type(store).__name__} cannot share breaker state"
+            )
+        made: Breaker = factory(queue)
+        return made
+    if ":" not in spec and spec not in BREAKERS:
+        raise UnknownBackend("breaker", spec, [*BREAKERS, "none", "module:factory"])
+    return _build(spec, BREAKERS, "breaker", Breaker)  # type: ignore[type-abstract]

@@ -1,0 +1,379 @@
+"""Worker: claims as many tasks as it has free slots, runs them, keeps their leases alive,
+settles outcomes in batches, recovers expired leases, and stops gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from kew_plug.errors import PayloadError, SerializationError, TaskTimeout
+from kew_plug.hooks import Hook, TaskEvent, run_hooks
+from kew_plug.interfaces import BreakerState
+from kew_plug.models import Claim, Outcome, OutcomeKind
+from kew_plug.queue import Queue
+from kew_plug.retry import RetryPolicy
+
+log = logging.getLogger("kew_plug.worker")
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    claimed: int = 0
+    completed: int = 0
+    retried: int = 0
+    dead: int = 0
+    stale: int = 0  # settlements or renewals refused because the lease had been lost
+    released: int = 0
+    breaker_denied: int = 0
+    store_errors: int = 0
+
+
+class _Backoff:
+    """Store errors: one log line when trouble starts, one when it ends, sleeps in between."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.failures = what, 0
+
+    def failed(self, exc: BaseException) -> float:
+        self.failures += 1
+        if self.failures == 1:
+            log.warning("store unavailable during %s (%s); retrying with backoff", self.what, exc)
+        return min(5.0, 0.05 * 2 ** min(self.failures, 7))
+
+    def ok(self) -> None:
+        if self.failures:
+            log.warning("store reachable again for %s after %d failures", self.what, self.failures)
+            self.failures = 0
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        concurrency: int = 10,
+        lease: float = 30.0,
+        shutdown_timeout: float = 10.0,
+        recover_interval: float = 1.0,
+        wait_timeout: float = 1.0,
+        retry: RetryPolicy | None = None,
+        on_start: list[Hook] | None = None,
+        on_complete: list[Hook] | None = None,
+        on_fail: list[Hook] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if concurrency < 1 or lease <= 0 or shutdown_timeout < 0 or wait_timeout <= 0:
+            raise ValueError(
+                "Worker needs concurrency >= 1, lease > 0, shutdown_timeout >= 0, wait_timeout > 0"
+            )
+        self.queue = queue
+        self.concurrency = concurrency
+        self.lease_ms = int(lease * 1000)
+        self.shutdown_timeout = shutdown_timeout
+        self.recover_interval = recover_interval
+        self.wait_timeout = wait_timeout
+        self.retry = retry or RetryPolicy()
+        self.hooks: dict[str, list[Hook]] = {
+            "start": list(on_start or ()),
+            "complete": list(on_complete or ()),
+            "fail": list(on_fail or ()),
+        }
+        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = WorkerStats()
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._held: dict[str, Claim] = {}  # claimed and not yet settled or released
+        self._outbox: list[Outcome] = []
+        self._outbox_event = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._abandoning = False
+        self._closing = False
+        self._in_flight: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- public ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop: no new claims; running tasks get shutdown_timeout."""
+        self._stop.set()
+
+    async def run(self) -> WorkerStats:
+        """Work until `stop()` is called."""
+        return await self._run(until_idle=False)
+
+    async def drain(self) -> WorkerStats:
+        """Work until the queue has nothing queued, scheduled or running, then stop."""
+        return await self._run(until_idle=True)
+
+    # -- main loop ------------------------------------------------------------------------
+
+    async def _run(self, until_idle: bool) -> WorkerStats:
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="kew-task")
+        background = [
+            asyncio.create_task(self._settler(), name="kew-settler"),
+            asyncio.create_task(self._keeper(), name="kew-keeper"),
+        ]
+        try:
+            await self._claim_loop(until_idle)
+        finally:
+            await self._shutdown(background)
+        return self.stats
+
+    async def _claim_loop(self, until_idle: bool) -> None:
+        store, q, breaker = self.queue.store, self.queue.name, self.queue.breaker
+        backoff = _Backoff("claim")
+        while not self._stop.is_set():
+            free = self.concurrency - len(self._active)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._until(self._slot_free.wait(), None)
+                continue
+            if breaker is not None:
+                state = await breaker.state()
+                if state is BreakerState.OPEN:
+                    await self._until(self._stop.wait(), max(0.01, await breaker.retry_after()))
+                    continue
+                if state is BreakerState.HALF_OPEN:
+                    free = min(free, breaker.half_open_max_calls)
+            try:
+                batch = await store.claim(q, self.id, free, self.lease_ms)
+            except ConnectionError as e:
+                self.stats.store_errors += 1
+                await self._until(self._stop.wait(), backoff.failed(e))
+                continue
+            backoff.ok()
+            for claim in batch.claims:
+                self._start(claim)
+            if batch.claims:
+                continue
+            if until_idle and await self._idle():
+                return
+            timeout = self.wait_timeout
+            if batch.next_due_ms is not None:
+                timeout = max(0.001, min(timeout, batch.next_due_ms / 1000))
+            with contextlib.suppress(ConnectionError):
+                await self._until(store.wait(q, timeout), None)
+
+    async def _until(self, aw: Coroutine[Any, Any, Any], timeout: float | None) -> None:
+        """Await `aw` but return early when stop() is called or `timeout` passes."""
+        task = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (task, stop):
+                if not t.done():
+                    t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop
+
+    async def _idle(self) -> bool:
+        if self._active or self._held or self._outbox:
+            return False
+        try:
+            stats = await self.queue.store.stats(self.queue.name)
+        except ConnectionError:
+            return False
+        return stats.pending == 0
+
+    # -- running one task -----------------------------------------------------------------
+
+    def _start(self, claim: Claim) -> None:
+        self.stats.claimed += 1
+        self._held[claim.id] = claim
+        task = asyncio.create_task(self._execute(claim), name=f"kew-task-{claim.id}")
+        self._active[claim.id] = task
+        task.add_done_callback(functools.partial(self._finished, claim.id))
+
+    def _finished(self, task_id: str, _: asyncio.Task[None]) -> None:
+        self._active.pop(task_id, None)
+        self._slot_free.set()
+
+    async def _execute(self, claim: Claim) -> None:
+        event = TaskEvent(claim.id, claim.attempt, claim.max_attempts)
+        try:
+            fn, args, kwargs, timeout = self.queue.serializer.loads(claim.payload)
+        except PayloadError as e:
+            # Unreadable bytes will not become readable by retrying: dead-letter at once.
+            await self._fail(claim, event, f"PayloadError: {e}", final=True)
+            return
+        breaker = self.queue.breaker
+        if breaker is not None and not await breaker.allow():
+            self.stats.breaker_denied += 1
+            await self._release([claim])
+            return
+        await run_hooks("start", self.hooks["start"], event)
+        started = time.monotonic()
+        try:
+            result = await self._call(fn, args, kwargs, timeout)
+        except asyncio.CancelledError:
+            raise  # only shutdown cancels a task; its claim is released, not failed
+        except BaseException as e:  # noqa: BLE001 - a task's SystemExit must not stop the worker
+            await self._failed_call(claim, event, f"{type(e).__name__}: {e}", started)
+            return
+        duration = time.monotonic() - started
+        try:
+            blob = self.queue.serializer.dumps(result)
+        except SerializationError as e:
+            await self._fail(claim, event, f"result could not be serialized: {e}", final=True)
+            return
+        if len(blob) > self.queue.max_payload_bytes:
+            msg = f"result is {len(blob)} bytes, over the limit of {self.queue.max_payload_bytes}"
+            await self._fail(claim, event, msg, final=True)
+            return
+        if breaker is not None:
+            await breaker.record_success()
+        self._emit(Outcome(claim.id, claim.token, OutcomeKind.COMPLETE, result=blob))
+        self.stats.completed += 1
+        done = TaskEvent(claim.id, claim.attempt, claim.max_attempts, duration, result=result)
+        await run_hooks("complete", self.hooks["complete"], done)
+
+    async def _call(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            aw: Any = fn(*args, **kwargs)
+        else:
+            ctx = contextvars.copy_context()
+            call = functools.partial(ctx.run, fn, *args, **kwargs)
+            aw = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                result = await aw
+                if inspect.isawaitable(result):  # a sync function that returned a coroutine
+                    result = await result
+        except TimeoutError:
+            if scope.expired():
+                raise TaskTimeout(f"ran over its timeout of {timeout} s; cancelled") from None
+            raise
+        return result
+
+    async def _failed_call(self, claim: Claim, event: TaskEvent, error: str, started: float) -> None:
+        if self.queue.breaker is not None:
+            await self.queue.breaker.record_failure()
+        await self._fail(claim, event, error, final=False, duration=time.monotonic() - started)
+
+    async def _fail(
+        self, claim: Claim, event: TaskEvent, error: str, *, final: bool, duration: float = 0.0
+    ) -> None:
+        retry = not final and claim.attempt < claim.max_attempts
+        if retry:
+            delay_ms = int(self.retry.delay(claim.attempt) * 1000)
+            self._emit(Outcome(claim.id, claim.token, OutcomeKind.RETRY, error=error, delay_ms=delay_ms))
+            self.stats.retried += 1
+        else:
+            self._emit(Outcome(claim.id, claim.token, OutcomeKind.DEAD, error=error))
+            self.stats.dead += 1
+            log.warning("task %s dead after attempt %d: %s", claim.id, claim.attempt, error)
+        failed = TaskEvent(
+            claim.id, claim.attempt, claim.max_attempts, duration, error=error, will_retry=retry
+        )
+        await run_hooks("fail", self.hooks["fail"], failed)
+
+    # -- settling, renewing, recovering -----------------------------------------------------
+
+    def _emit(self, outcome: Outcome) -> None:
+        self._outbox.append(outcome)
+        self._outbox_event.set()
+
+    async def _settler(self) -> None:
+        """One settle call in flight at a time; outcomes that arrive meanwhile form the next
+        batch, so batches grow with load and an idle worker settles at once. Returns once
+        closing and the outbox is empty."""
+        backoff = _Backoff("settle")
+        while True:
+            if not self._outbox:
+                if self._closing:
+                    return
+                await self._outbox_event.wait()
+                self._outbox_event.clear()
+                continue
+            batch, self._outbox = self._outbox, []
+            self._in_flight = {o.id for o in batch}
+            try:
+                applied = await self.queue.store.settle(self.queue.name, batch)
+            except ConnectionError as e:
+                self.stats.store_errors += 1
+                self._outbox[:0] = batch
+                await asyncio.sleep(backoff.failed(e))
+                continue
+            finally:
+                self._in_flight = set()
+            backoff.ok()
+            for outcome, ok in zip(batch, applied, strict=True):
+                self._held.pop(outcome.id, None)
+                if not ok:
+                    self.stats.stale += 1
+                    log.warning("settlement of task %s refused: its lease was lost", outcome.id)
+
+    async def _keeper(self) -> None:
+        """Renew held leases every third of the lease; recover expired ones every interval."""
+        store, q = self.queue.store, self.queue.name
+        renew_every = self.lease_ms / 3000
+        last_renew = time.monotonic()
+        backoff = _Backoff("renew/recover")
+        while True:
+            await asyncio.sleep(min(self.recover_interval, renew_every))
+            try:
+                if time.monotonic() - last_renew >= renew_every and self._held:
+                    claims = list(self._held.values())
+                    held = await store.renew(q, claims, self.lease_ms)
+                    last_renew = time.monotonic()
+                    for claim, ok in zip(claims, held, strict=True):
+                        if not ok and self._held.pop(claim.id, None) is not None:
+                            self.stats.stale += 1
+                            log.warning("lease of task %s was lost while it ran", claim.id)
+                await store.recover(q)
+                backoff.ok()
+            except ConnectionError as e:
+                self.stats.store_errors += 1
+                await asyncio.sleep(backoff.failed(e))
+
+    async def _release(self, claims: list[Claim]) -> None:
+        for c in claims:
+            self._held.pop(c.id, None)
+        if not claims:
+            return
+        try:
+            released = await self.queue.store.release(self.queue.name, claims)
+        except ConnectionError as e:
+            log.warning("could not release %d claims (%s); their leases will expire", len(claims), e)
+            return
+        self.stats.released += sum(released)
+
+    async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
+        settler, keeper = background
+        if self._active:
+            await asyncio.wait(list(self._active.values()), timeout=self.shutdown_timeout)
+        self._abandoning = True
+        unfinished = list(self._active.values())
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.wait(unfinished)
+        self._closing = True
+        self._outbox_event.set()
+        await asyncio.wait({settler}, timeout=max(1.0, self.shutdown_timeout))
+        # Outcomes not confirmed (server down) stay unsettled; their claims must not be
+        # released, or a finished task would run again. Their leases expire instead.
+        unconfirmed = self._in_flight | {o.id for o in self._outbox}
+        await self._release([c for c in self._held.values() if c.id not in unconfirmed])
+        for task in (settler, keeper):
+            task.cancel()
+        await asyncio.gather(settler, keeper, return_exceptions=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
