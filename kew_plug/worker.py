@@ -50,7 +50,7 @@ class _Backoff:
         self.failures += 1
         if self.failures == 1:
             log.warning("store unavailable during %s (%s); retrying with backoff", self.what, exc)
-        return min(5.0, 0.05 * 2 ** min(self.failures, 7))
+        return min(5.0, 0.05 * 2.0 ** min(self.failures, 7))
 
     def ok(self) -> None:
         if self.failures:

@@ -1,0 +1,48 @@
+-- claim: promote due tasks, then move up to `limit` ready tasks to running under a lease.
+-- KEYS[1] ready zset, KEYS[2] due zset, KEYS[3] running zset, KEYS[4] seq counter,
+-- KEYS[5] task hash prefix (ids are only known here; the prefix carries the queue's hash
+-- tag, so every task hash is in the same slot as KEYS[1..4]).
+-- ARGV[1] limit, ARGV[2] lease ms, ARGV[3] backstop ttl ms.
+-- Returns {next_due_in_ms or -1, missing_count, then 5 per claim: id, token, attempt,
+-- max_attempts, payload}. Touches: KEYS[1..4] and <prefix><id> of promoted/claimed ids.
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local prefix = KEYS[5]
+local span = 2199023255552
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  local key = prefix .. id
+  local f = redis.call('HMGET', key, 'pr', 'sq')
+  if f[1] then
+    redis.call('HSET', key, 'st', 'queued')
+    redis.call('ZADD', KEYS[1], (1000 - tonumber(f[1])) * span + tonumber(f[2]) % span, id)
+  end
+  redis.call('ZREM', KEYS[2], id)
+end
+local lease, backstop = tonumber(ARGV[2]), tonumber(ARGV[3])
+local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[1]))
+local out = {-1, 0}
+local count = math.floor(#popped / 2)
+local token = redis.call('INCRBY', KEYS[4], count) - count
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local key = prefix .. id
+  local f = redis.call('HMGET', key, 'p', 'at', 'ma', 'st')
+  if f[1] and f[4] == 'queued' then
+    token = token + 1
+    local attempt = tonumber(f[2]) + 1
+    redis.call('HSET', key, 'st', 'running', 'tk', token, 'at', attempt)
+    redis.call('PEXPIRE', key, lease + backstop)
+    redis.call('ZADD', KEYS[3], now + lease, id)
+    out[#out + 1] = id
+    out[#out + 1] = token
+    out[#out + 1] = attempt
+    out[#out + 1] = f[3]
+    out[#out + 1] = f[1]
+  else
+    out[2] = out[2] + 1
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if nxt[2] then out[1] = math.max(0, tonumber(nxt[2]) - now) end
+return out

@@ -1,0 +1,231 @@
+"""RedisStore: the Store contract on Redis, one Lua script per operation, every key of a
+queue under one hash tag. Works on redis-py's asyncio client and on fakeredis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from backends.redis.errors import describe_target, translated
+from backends.redis.keys import DEFAULT_NAMESPACE, QueueKeys
+from backends.redis.scripts import source
+from kew_plug import validate
+from kew_plug.errors import QueueFull
+from kew_plug.interfaces import Store
+from kew_plug.models import (
+    Claim,
+    ClaimBatch,
+    EnqueueReport,
+    NewTask,
+    Outcome,
+    OutcomeKind,
+    QueueStats,
+    RecoverReport,
+    TaskRecord,
+    TaskState,
+)
+
+_KIND = {OutcomeKind.COMPLETE: "c", OutcomeKind.RETRY: "r", OutcomeKind.DEAD: "d"}
+DAY = 86400.0
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStore(Store):
+    networked = True
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        result_ttl: float = 3600.0,
+        dead_ttl: float = 7 * DAY,
+        backstop_ttl: float = 7 * DAY,
+        owns_client: bool = False,
+    ) -> None:
+        self.client = client
+        self.namespace = validate.name("namespace", namespace)
+        self.result_ttl_ms = int(result_ttl * 1000)
+        self.dead_ttl_ms = int(dead_ttl * 1000)
+        # A payload outlives its longest defer by this much even if nothing ever settles it.
+        self.backstop_ms = int(backstop_ttl * 1000)
+        self.target = describe_target(client)
+        self._owns_client = owns_client
+        self._keys: dict[str, QueueKeys] = {}
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(source(name))
+            for name in ("enqueue", "claim", "renew", "settle", "release", "recover", "requeue")
+        }
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStore:
+        """`redis://[user:password@]host:port/db`, `rediss://` for TLS, `unix:///path`."""
+        client = aioredis.Redis.from_url(url, decode_responses=False, retry=None)
+        return cls(client, owns_client=True, **options)
+
+    def keys(self, queue: str) -> QueueKeys:
+        k = self._keys.get(queue)
+        if k is None:
+            k = self._keys[queue] = QueueKeys(self.namespace, queue)
+        return k
+
+    def breaker(self, queue: str, **options: Any) -> Any:
+        from backends.redis.breaker import RedisBreaker
+
+        return RedisBreaker(self.client, self.keys(queue).breaker("default"), **options)
+
+    async def ping(self) -> None:
+        """Fail now, in one line, if the server cannot be reached or refuses us."""
+        with translated(self.target):
+            await self.client.ping()
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        with translated(self.target):
+            return await self._scripts[name](keys=keys, args=args)
+
+    async def enqueue(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None = None
+    ) -> EnqueueReport:
+        k = self.keys(queue)
+        keys = [k.ready, k.due, k.wake, k.seq, *(k.task(i.id) for i in items)]
+        args: list[Any] = [-1 if max_size is None else max_size, self.backstop_ms]
+        for i in items:
+            args += [i.id, i.priority, i.delay_ms, i.max_attempts, i.payload]
+        reply = await self._run("enqueue", keys, args)
+        if reply[0] == -1:
+            raise QueueFull(queue, int(reply[1]), len(items), max_size or 0)
+        accepted, dups = [], []
+        for item, stored in zip(items, reply[1:], strict=True):
+            (accepted if stored else dups).append(item.id)
+        return EnqueueReport(accepted, dups)
+
+    async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
+        k = self.keys(queue)
+        keys = [k.ready, k.due, k.running, k.seq, k.task_prefix]
+        reply = await self._run("claim", keys, [limit, lease_ms, self.backstop_ms])
+        claims = [
+            Claim(_text(reply[j]), int(reply[j + 1]), int(reply[j + 2]), int(reply[j + 3]), reply[j + 4])
+            for j in range(2, len(reply), 5)
+        ]
+        next_due = int(reply[0])
+        return ClaimBatch(claims, None if next_due < 0 else next_due)
+
+    async def wait(self, queue: str, timeout: float) -> bool:
+        with translated(self.target):
+            got = await self.client.blpop([self.keys(queue).wake], timeout=max(timeout, 0.001))
+        return got is not None
+
+    async def renew(self, queue: str, claims: Sequence[Claim], lease_ms: int) -> list[bool]:
+        if not claims:
+            return []
+        k = self.keys(queue)
+        args: list[Any] = [lease_ms, self.backstop_ms]
+        for c in claims:
+            args += [c.id, c.token]
+        reply = await self._run("renew", [k.running, *(k.task(c.id) for c in claims)], args)
+        return [bool(x) for x in reply]
+
+    async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
+        if not outcomes:
+            return []
+        k = self.keys(queue)
+        keys = [k.running, k.due, k.dead, k.wake, *(k.task(o.id) for o in outcomes)]
+        args: list[Any] = [self.result_ttl_ms, self.dead_ttl_ms, self.backstop_ms]
+        for o in outcomes:
+            data = o.result if o.kind is OutcomeKind.COMPLETE else o.error
+            args += [o.id, o.token, _KIND[o.kind], max(0, o.delay_ms), b"" if data is None else data]
+        return [bool(x) for x in await self._run("settle", keys, args)]
+
+    async def release(self, queue: str, claims: Sequence[Claim]) -> list[bool]:
+        if not claims:
+            return []
+        k = self.keys(queue)
+        args: list[Any] = []
+        for c in claims:
+            args += [c.id, c.token]
+        keys = [k.ready, k.running, k.wake, *(k.task(c.id) for c in claims)]
+        return [bool(x) for x in await self._run("release", keys, args)]
+
+    async def recover(self, queue: str) -> RecoverReport:
+        k = self.keys(queue)
+        keys = [k.ready, k.running, k.dead, k.wake, k.task_prefix]
+        reply = await self._run("recover", keys, [self.dead_ttl_ms, self.backstop_ms])
+        n = int(reply[0])
+        ids = [_text(x) for x in reply[1:]]
+        return RecoverReport(requeued=ids[:n], dead=ids[n:])
+
+    async def get(self, queue: str, task_id: str) -> TaskRecord | None:
+        with translated(self.target):
+            h = await self.client.hgetall(self.keys(queue).task(task_id))
+        if not h or b"st" not in h:
+            return None
+        result = h.get(b"r")
+        error = h.get(b"e")
+        return TaskRecord(
+            id=task_id,
+            queue=queue,
+            state=TaskState(_text(h[b"st"])),
+            priority=int(h.get(b"pr", 0)),
+            attempts=int(h.get(b"at", 0)),
+            max_attempts=int(h.get(b"ma", 1)),
+            token=int(h.get(b"tk", 0)),
+            enqueued_ms=int(h.get(b"eq", 0)),
+            result=result,
+            error=None if error is None else error.decode("utf-8", "replace"),
+            has_payload=b"p" in h,
+        )
+
+    async def stats(self, queue: str) -> QueueStats:
+        k = self.keys(queue)
+        with translated(self.target):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in (k.ready, k.due, k.running, k.dead):
+                    pipe.zcard(key)
+                ready, due, running, dead = await pipe.execute()
+        return QueueStats(queued=ready, scheduled=due, running=running, dead=dead)
+
+    async def dead_ids(self, queue: str, limit: int = 100) -> list[str]:
+        with translated(self.target):
+            ids = await self.client.zrange(self.keys(queue).dead, 0, limit - 1)
+        return [_text(i) for i in ids]
+
+    async def requeue(self, queue: str, ids: Sequence[str]) -> list[bool]:
+        if not ids:
+            return []
+        k = self.keys(queue)
+        keys = [k.ready, k.dead, k.wake, *(k.task(i) for i in ids)]
+        return [bool(x) for x in await self._run("requeue", keys, [self.backstop_ms, *ids])]
+
+    async def scan(self, pattern: str) -> list[bytes]:
+        with translated(self.target):
+            return [key async for key in self.client.scan_iter(match=pattern, count=1000)]
+
+    async def payload_ids(self, queue: str) -> set[str]:
+        k = self.keys(queue)
+        keys = await self.scan(f"{k.pattern[:-1]}t:*")
+        if not keys:
+            return set()
+        with translated(self.target):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hexists(key, "p")
+                held = await pipe.execute()
+        cut = len(k.task_prefix)
+        return {_text(key)[cut:] for key, has in zip(keys, held, strict=True) if has}
+
+    async def purge(self, queue: str) -> int:
+        keys = await self.scan(self.keys(queue).pattern)
+        with translated(self.target):
+            for start in range(0, len(keys), 500):
+                await self.client.delete(*keys[start : start + 500])
+        return len(keys)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()

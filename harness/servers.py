@@ -1,0 +1,96 @@
+"""Throwaway servers the tests and the harness own: a `redis-server` on a free loopback port
+(stopped and restarted by PID, never by name) and the embedded fakeredis server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from backends.fake import EmbeddedServer, free_port
+
+__all__ = ["EmbeddedServer", "RedisServer", "free_port", "redis_server_binary"]
+
+
+def redis_server_binary() -> str | None:
+    return shutil.which("redis-server")
+
+
+class RedisServer:
+    """A private redis-server. `durable=True` turns on the append-only file with fsync on
+    every write, so a restart keeps every acknowledged write."""
+
+    def __init__(self, port: int = 0, durable: bool = False, binary: str | None = None) -> None:
+        found = binary or redis_server_binary()
+        if found is None:
+            raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
+        self.binary = found
+        self.port = port or free_port()
+        self.durable = durable
+        self.dir = Path(tempfile.mkdtemp(prefix="kew-redis-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.dir), "--save", "", "--protected-mode", "yes"]
+        if self.durable:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode} on start")
+            if self._answers():
+                return self
+            time.sleep(0.01)
+        self.stop()
+        raise TimeoutError(f"redis-server on port {self.port} did not answer within {timeout} s")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,93 @@
+"""Shared fixtures: throwaway servers, per-test namespaces, and the store matrix.
+
+A real redis-server is started when the binary exists. Without it, real-Redis cases skip,
+unless KEW_REQUIRE_REDIS=1 (set by CI), which turns the absence into a failure."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from backends.fake import FakeRedisStore
+from backends.memory import MemoryStore
+from backends.redis import RedisStore
+from harness.servers import EmbeddedServer, RedisServer, redis_server_binary
+from kew_plug.interfaces import Store
+
+REQUIRE_REDIS = os.environ.get("KEW_REQUIRE_REDIS") == "1"
+STORE_PARAMS = ["memory", "fakeredis", "redis"]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a throwaway real redis-server for this session (per xdist worker)."""
+    if redis_server_binary() is None:
+        if REQUIRE_REDIS:
+            pytest.fail("KEW_REQUIRE_REDIS=1 but redis-server is not installed")
+        pytest.skip("redis-server not installed")
+    with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def embedded_url() -> Iterator[str]:
+    """URL of an embedded fakeredis TCP server, shareable by spawned processes."""
+    with EmbeddedServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+StoreFactory = Callable[..., Store]
+
+
+@pytest.fixture(params=STORE_PARAMS, ids=lambda p: f"store={p}")
+async def make_store(
+    request: pytest.FixtureRequest, namespace: str
+) -> AsyncIterator[StoreFactory]:
+    """Builds stores of one kind that all share state (same server, same namespace)."""
+    made: list[Store] = []
+    kind = request.param
+    if kind == "memory":
+        shared: list[MemoryStore] = []
+
+        def factory(**options: float) -> Store:
+            if not shared:
+                shared.append(MemoryStore(**options))
+            return shared[0]
+    elif kind == "fakeredis":
+        import fakeredis
+
+        server = fakeredis.FakeServer()
+
+        def factory(**options: float) -> Store:
+            store = FakeRedisStore(server, namespace=namespace, **options)
+            made.append(store)
+            return store
+    else:
+        url = request.getfixturevalue("redis_url")
+
+        def factory(**options: float) -> Store:
+            store = RedisStore.from_url(url, namespace=namespace, **options)
+            made.append(store)
+            return store
+
+    yield factory
+    for store in made:
+        await store.aclose()
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> Store:
+    return make_store()
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"q-{uuid.uuid4().hex[:8]}"
