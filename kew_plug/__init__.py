@@ -1,5 +1,6 @@
 """kew-plug: a task queue composed from a Store, a Serializer and a Breaker."""
 
+from kew_plug.context import TaskContext, current_task
 from kew_plug.errors import (
     InvalidArgument,
     KewError,
@@ -56,6 +57,7 @@ __all__ = [
     "TaskEvent",
     "TaskExists",
     "TaskFailed",
+    "TaskContext",
     "TaskHandle",
     "TaskRecord",
     "TaskSpec",
@@ -64,4 +66,5 @@ __all__ = [
     "UnknownBackend",
     "Worker",
     "WorkerStats",
+    "current_task",
 ]

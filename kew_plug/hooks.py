@@ -20,6 +20,7 @@ class TaskEvent:
     error: str | None = None
     will_retry: bool = False
     result: Any = None
+    token: int = 0
 
 
 Hook = Callable[[TaskEvent], Awaitable[None] | None]

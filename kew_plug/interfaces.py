@@ -91,6 +91,10 @@ class Store(_AsyncClosing, ABC):
     async def get(self, queue: str, task_id: str) -> TaskRecord | None:
         """The task's record, or None when unknown or expired."""
 
+    async def get_many(self, queue: str, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """`get` for many ids; networked stores override it to cost one round trip."""
+        return [await self.get(queue, i) for i in task_ids]
+
     @abstractmethod
     async def stats(self, queue: str) -> QueueStats:
         """Counts of queued, scheduled, running and dead tasks."""

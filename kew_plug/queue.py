@@ -166,8 +166,14 @@ class Queue:
         if not items:
             return []
         report = await self.store.enqueue(self.name, items, self.max_size)
-        dup = set(report.duplicates)
-        return [TaskHandle(i.id, self, i.id not in dup) for i in items]
+        # Per item, not per id: when an id repeats within the batch the store keeps the first
+        # occurrence, so only that one is accepted.
+        fresh = set(report.accepted)
+        handles = []
+        for i in items:
+            handles.append(TaskHandle(i.id, self, i.id in fresh))
+            fresh.discard(i.id)
+        return handles
 
     # -- reading back ---------------------------------------------------------------------
 

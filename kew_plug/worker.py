@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from kew_plug.context import TaskContext, set_current
 from kew_plug.errors import PayloadError, SerializationError, TaskTimeout
 from kew_plug.hooks import Hook, TaskEvent, run_hooks
 from kew_plug.interfaces import BreakerState
@@ -72,6 +73,7 @@ class Worker:
         on_start: list[Hook] | None = None,
         on_complete: list[Hook] | None = None,
         on_fail: list[Hook] | None = None,
+        on_stale: list[Hook] | None = None,
         name: str | None = None,
     ) -> None:
         if concurrency < 1 or lease <= 0 or shutdown_timeout < 0 or wait_timeout <= 0:
@@ -89,6 +91,7 @@ class Worker:
             "start": list(on_start or ()),
             "complete": list(on_complete or ()),
             "fail": list(on_fail or ()),
+            "stale": list(on_stale or ()),
         }
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = WorkerStats()
@@ -217,6 +220,13 @@ class Worker:
             await self._release([claim])
             return
         await run_hooks("start", self.hooks["start"], event)
+        # Each asyncio task has its own context copy, so this is visible only to this task
+        # (and to its thread, which runs in a copy of this context).
+        set_current(
+            TaskContext(
+                self.queue.name, claim.id, claim.attempt, claim.max_attempts, claim.token, self.id
+            )
+        )
         started = time.monotonic()
         try:
             result = await self._call(fn, args, kwargs, timeout)
@@ -319,6 +329,8 @@ class Worker:
                 if not ok:
                     self.stats.stale += 1
                     log.warning("settlement of task %s refused: its lease was lost", outcome.id)
+                    event = TaskEvent(outcome.id, 0, 0, token=outcome.token)
+                    await run_hooks("stale", self.hooks["stale"], event)
 
     async def _keeper(self) -> None:
         """Renew held leases every third of the lease; recover expired ones every interval."""

@@ -1,10 +1,11 @@
 -- claim: promote due tasks, then move up to `limit` ready tasks to running under a lease.
 -- KEYS[1] ready zset, KEYS[2] due zset, KEYS[3] running zset, KEYS[4] seq counter,
 -- KEYS[5] task hash prefix (ids are only known here; the prefix carries the queue's hash
--- tag, so every task hash is in the same slot as KEYS[1..4]).
+-- tag, so every task hash is in the same slot as KEYS[1..4]), KEYS[6] wake list.
 -- ARGV[1] limit, ARGV[2] lease ms, ARGV[3] backstop ttl ms.
 -- Returns {next_due_in_ms or -1, missing_count, then 5 per claim: id, token, attempt,
--- max_attempts, payload}. Touches: KEYS[1..4] and <prefix><id> of promoted/claimed ids.
+-- max_attempts, payload}. Touches: KEYS[1..4], KEYS[6] and <prefix><id> of promoted or
+-- claimed ids. When it promoted due tasks that it leaves ready, it wakes idle workers.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local prefix = KEYS[5]
@@ -41,6 +42,15 @@ for i = 1, #popped, 2 do
     out[#out + 1] = f[1]
   else
     out[2] = out[2] + 1
+  end
+end
+if #due > 0 then
+  local left = redis.call('ZCARD', KEYS[1])
+  if left > 0 then
+    local tokens = {}
+    for i = 1, math.min(left, 64) do tokens[i] = '1' end
+    redis.call('LPUSH', KEYS[6], unpack(tokens))
+    redis.call('LTRIM', KEYS[6], 0, 63)
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')

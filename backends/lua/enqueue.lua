@@ -46,6 +46,8 @@ for _, i in ipairs(fresh) do
     ready = ready + 1
   end
 end
+-- A deferred task still wakes one idle worker, so it learns the new earliest due time.
+if ready < #fresh then ready = ready + 1 end
 if ready > 0 then
   local tokens = {}
   for i = 1, math.min(ready, 64) do tokens[i] = '1' end

@@ -107,7 +107,7 @@ class RedisStore(Store):
 
     async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
         k = self.keys(queue)
-        keys = [k.ready, k.due, k.running, k.seq, k.task_prefix]
+        keys = [k.ready, k.due, k.running, k.seq, k.task_prefix, k.wake]
         reply = await self._run("claim", keys, [limit, lease_ms, self.backstop_ms])
         claims = [
             Claim(_text(reply[j]), int(reply[j + 1]), int(reply[j + 2]), int(reply[j + 3]), reply[j + 4])
@@ -163,23 +163,16 @@ class RedisStore(Store):
     async def get(self, queue: str, task_id: str) -> TaskRecord | None:
         with translated(self.target):
             h = await self.client.hgetall(self.keys(queue).task(task_id))
-        if not h or b"st" not in h:
-            return None
-        result = h.get(b"r")
-        error = h.get(b"e")
-        return TaskRecord(
-            id=task_id,
-            queue=queue,
-            state=TaskState(_text(h[b"st"])),
-            priority=int(h.get(b"pr", 0)),
-            attempts=int(h.get(b"at", 0)),
-            max_attempts=int(h.get(b"ma", 1)),
-            token=int(h.get(b"tk", 0)),
-            enqueued_ms=int(h.get(b"eq", 0)),
-            result=result,
-            error=None if error is None else error.decode("utf-8", "replace"),
-            has_payload=b"p" in h,
-        )
+        return _record(queue, task_id, h)
+
+    async def get_many(self, queue: str, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        k = self.keys(queue)
+        with translated(self.target):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for task_id in task_ids:
+                    pipe.hgetall(k.task(task_id))
+                rows = await pipe.execute()
+        return [_record(queue, i, h) for i, h in zip(task_ids, rows, strict=True)]
 
     async def stats(self, queue: str) -> QueueStats:
         k = self.keys(queue)
@@ -229,3 +222,23 @@ class RedisStore(Store):
     async def aclose(self) -> None:
         if self._owns_client:
             await self.client.aclose()
+
+
+def _record(queue: str, task_id: str, h: dict[bytes, bytes]) -> TaskRecord | None:
+    if not h or b"st" not in h:
+        return None
+    result = h.get(b"r")
+    error = h.get(b"e")
+    return TaskRecord(
+        id=task_id,
+        queue=queue,
+        state=TaskState(_text(h[b"st"])),
+        priority=int(h.get(b"pr", 0)),
+        attempts=int(h.get(b"at", 0)),
+        max_attempts=int(h.get(b"ma", 1)),
+        token=int(h.get(b"tk", 0)),
+        enqueued_ms=int(h.get(b"eq", 0)),
+        result=result,
+        error=None if error is None else error.decode("utf-8", "replace"),
+        has_payload=b"p" in h,
+    )

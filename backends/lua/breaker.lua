@@ -1,0 +1,96 @@
+-- breaker: every transition of a circuit breaker shared by all processes, one atomic step.
+-- KEYS[1] the breaker hash. Fields: st (closed | open | half_open), f (consecutive failures
+-- while closed), oa (opened-at ms, server clock), p (probes granted in this half-open
+-- episode), n (times opened over the breaker's life; reset keeps it).
+-- ARGV[1] op: allow | success | failure | state | reset
+-- ARGV[2] failure threshold, ARGV[3] reset timeout ms, ARGV[4] half-open max calls,
+-- ARGV[5] ttl ms of the hash (refreshed by every write; the key never lacks a TTL).
+-- Returns {state, granted 1|0 (allow only), retry-after ms (0 unless open), opened count}.
+-- Touches: KEYS[1] only. Time comes from the server (TIME), never from the caller.
+-- Open turns half-open lazily: the script works it out from oa on every call, and persists
+-- it only when an op has something to write. Reads (state, a closed allow) write nothing,
+-- so they never create the key. Integers only: fakeredis runs Lua 5.4, where `/` yields a
+-- float, so every division goes through math.floor.
+local key, op = KEYS[1], ARGV[1]
+local threshold = tonumber(ARGV[2])
+local reset_ms = tonumber(ARGV[3])
+local max_calls = tonumber(ARGV[4])
+local ttl_ms = ARGV[5]
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local h = redis.call('HMGET', key, 'st', 'f', 'oa', 'p', 'n')
+local st = h[1] or 'closed'
+local fails = tonumber(h[2]) or 0
+local opened_at = tonumber(h[3]) or 0
+local probes = tonumber(h[4]) or 0
+local opened = tonumber(h[5]) or 0
+
+if st == 'open' and now - opened_at >= reset_ms then
+  st = 'half_open'
+  probes = 0
+end
+
+local granted = 0
+local write = false
+
+local function open_now()
+  st = 'open'
+  opened_at = now
+  opened = opened + 1
+  fails = 0
+  probes = 0
+  write = true
+end
+
+if op == 'allow' then
+  if st == 'closed' then
+    granted = 1
+  elseif st == 'half_open' and probes < max_calls then
+    probes = probes + 1
+    granted = 1
+    write = true
+  end
+elseif op == 'success' then
+  if st == 'half_open' then
+    st = 'closed'
+    fails = 0
+    probes = 0
+    write = true
+  elseif st == 'closed' and fails ~= 0 then
+    fails = 0
+    write = true
+  end
+  -- While open: a straggler that started before the trip proves nothing; ignored.
+elseif op == 'failure' then
+  if st == 'half_open' then
+    open_now()
+  elseif st == 'closed' then
+    fails = fails + 1
+    write = true
+    if fails >= threshold then
+      open_now()
+    end
+  end
+  -- While open: a straggler's failure must not extend the open period; ignored.
+elseif op == 'reset' then
+  st = 'closed'
+  fails = 0
+  probes = 0
+  write = true
+elseif op ~= 'state' then
+  return redis.error_reply('breaker: unknown op ' .. tostring(op))
+end
+
+if write then
+  redis.call('HSET', key, 'st', st, 'f', fails, 'oa', opened_at, 'p', probes, 'n', opened)
+  redis.call('PEXPIRE', key, ttl_ms)
+end
+
+local retry = 0
+if st == 'open' then
+  retry = opened_at + reset_ms - now
+  if retry < 0 then retry = 0 end
+end
+return {st, granted, retry, opened}

@@ -1,0 +1,172 @@
+"""What each spawned process runs: its own event loop, its own store connection, built from
+strings it was given (a URL or import path, a namespace, a seed), never a live client."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import tasks
+from harness.ledger import LedgerWriter
+from kew_plug.hooks import TaskEvent
+from kew_plug.interfaces import Breaker, Store
+from kew_plug.queue import Queue, TaskSpec
+from kew_plug.registry import URL_SCHEMES, make_breaker, make_store
+from kew_plug.retry import RetryPolicy
+from kew_plug.worker import Worker
+
+RETRY_POLICY = RetryPolicy(base=0.05, factor=2.0, max_delay=0.4, jitter=0.5)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    index: int
+    submits: bool
+    works: bool
+    store: str  # a URL or a registry name / import path
+    namespace: str
+    queue: str
+    serializer: str
+    breaker: str
+    secret: str
+    ledger_dir: str
+    first: int  # this process submits tasks [first, last)
+    last: int
+    salt: int
+    task_kind: str
+    scenario: str
+    concurrency: int
+    lease: float
+    batch: int
+    breaker_options: dict[str, float]
+    downstream: tuple[float, float]  # outage window, wall clock
+
+
+def build_store(spec: str, namespace: str) -> Store:
+    if spec.startswith(URL_SCHEMES):
+        from backends.redis import RedisStore
+
+        return RedisStore.from_url(spec, namespace=namespace)
+    return make_store(spec)
+
+
+def build_breaker(spec: ChildSpec, store: Store) -> Breaker | None:
+    if spec.breaker == "local":
+        from backends.breakers import LocalBreaker
+
+        return LocalBreaker(**spec.breaker_options)  # type: ignore[arg-type]
+    if spec.breaker == "redis":
+        make = getattr(store, "breaker", None)
+        if make is None:
+            raise SystemExit(f"--breaker redis needs a Redis store, not {type(store).__name__}")
+        made: Breaker = make(spec.queue, **spec.breaker_options)
+        return made
+    return make_breaker(spec.breaker, store, spec.queue)
+
+
+def build_queue(spec: ChildSpec, store: Store) -> Queue:
+    breaker = build_breaker(spec, store)
+    return Queue(store, spec.serializer, breaker, name=spec.queue, secret=spec.secret, retries=4)
+
+
+def plan_for(spec: ChildSpec, i: int) -> tasks.Plan:
+    if spec.scenario == "retry" and i % 4 == 0:
+        return tasks.Plan(fails=1 + i % 3)
+    if spec.scenario == "breaker":
+        return tasks.Plan(down_from=spec.downstream[0], down_until=spec.downstream[1])
+    return tasks.Plan()
+
+
+def delay_for(spec: ChildSpec, i: int) -> float | None:
+    if spec.scenario == "deferred" and i % 2 == 0:
+        return 0.1 + (i * 7919 % 400) / 1000  # 0.1 .. 0.5 s
+    return None
+
+
+async def submit_share(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
+    funcs: dict[tuple[tasks.Plan, bool], Any] = {}
+
+    def fn_for(i: int) -> Any:
+        is_async, plan = i % 2 == 0, plan_for(spec, i)
+        if spec.task_kind == "module":
+            return tasks.module_task_async if is_async else tasks.module_task
+        key = (plan, is_async)
+        if key not in funcs:
+            funcs[key] = tasks.closure_task(spec.salt, plan, is_async)
+        return funcs[key]
+
+    for start in range(spec.first, spec.last, spec.batch):
+        idx = range(start, min(start + spec.batch, spec.last))
+        specs, rows = [], []
+        for i in idx:
+            plan = plan_for(spec, i)
+            args: tuple[Any, ...] = (i,) if spec.task_kind == "closure" else (i, spec.salt, plan)
+            delay = delay_for(spec, i)
+            priority = i % 3 if spec.scenario == "deferred" else 0
+            task_id = f"{spec.namespace}-{i}"
+            specs.append(TaskSpec(fn_for(i), args, task_id=task_id, delay=delay, priority=priority))
+            rows.append({"id": task_id, "x": tasks.expected(i, spec.salt), "d": delay or 0.0,
+                         "f": plan.fails})
+        ledger.write_many("int", [{"id": r["id"]} for r in rows])
+        handles = await q.submit_many(specs)
+        accepted = {h.id for h in handles if h.accepted}
+        ledger.write_many("sub", [r for r in rows if r["id"] in accepted])
+    ledger.write("subdone")
+
+
+async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter, stop: Any) -> None:
+    def on_fail(ev: TaskEvent) -> None:
+        if not ev.will_retry:
+            ledger.write("dead", id=ev.task_id, a=ev.attempt, err=ev.error)
+
+    def on_stale(ev: TaskEvent) -> None:
+        ledger.write("stale", id=ev.task_id, k=ev.token)
+
+    worker = Worker(
+        q,
+        concurrency=spec.concurrency,
+        lease=spec.lease,
+        retry=RETRY_POLICY,
+        on_fail=[on_fail],
+        on_stale=[on_stale],
+        shutdown_timeout=5.0,
+        recover_interval=min(1.0, spec.lease / 4),
+    )
+    loop = asyncio.get_running_loop()
+    threading.Thread(
+        target=lambda: (stop.wait(), loop.call_soon_threadsafe(worker.stop)), daemon=True
+    ).start()
+    stats = await worker.run()
+    ledger.write("stats", **dataclasses.asdict(stats))
+
+
+async def child_async(spec: ChildSpec, stop: Any) -> None:
+    ledger = LedgerWriter(Path(spec.ledger_dir) / f"p{spec.index}.jsonl")
+    tasks.LEDGER = ledger
+    store = build_store(spec.store, spec.namespace)
+    q = build_queue(spec, store)
+    ledger.write("hello", i=spec.index, submits=spec.submits, works=spec.works)
+    try:
+        jobs = []
+        if spec.works:
+            jobs.append(asyncio.create_task(work(spec, q, ledger, stop)))
+        if spec.submits:
+            await submit_share(spec, q, ledger)
+        await asyncio.gather(*jobs)
+    finally:
+        await q.aclose()
+        ledger.write("bye")
+
+
+def child_main(spec: ChildSpec, stop: Any) -> None:
+    logging.basicConfig(
+        filename=str(Path(spec.ledger_dir).parent / f"p{spec.index}.log"),
+        level=logging.WARNING,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
+    asyncio.run(child_async(spec, stop))

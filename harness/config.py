@@ -1,0 +1,71 @@
+"""What one harness run does; plain strings and numbers so children can receive it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCENARIOS = ("basic", "retry", "deferred", "breaker")
+ROLES = ("mixed", "split")
+TASK_KINDS = ("closure", "module")
+FAULT_KINDS = ("kill", "pause", "restart", "drop")
+
+
+class ConfigError(ValueError):
+    """Bad usage or configuration: the CLI prints it in one line and exits 2."""
+
+
+def parse_faults(text: str) -> dict[str, int]:
+    faults = dict.fromkeys(FAULT_KINDS, 0)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, count = part.partition("=")
+        if name not in faults or not sep or not count.isdigit():
+            raise ConfigError(
+                f"bad --faults item {part!r}: expected name=count with name in {FAULT_KINDS}"
+            )
+        faults[name] = int(count)
+    return faults
+
+
+@dataclass
+class RunConfig:
+    procs: int = 4
+    tasks: int = 1000
+    store: str = "fakeredis"
+    redis_url: str | None = None
+    serializer: str = "cloudpickle"
+    breaker: str = "none"
+    roles: str = "mixed"
+    scenario: str = "basic"
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+    seed: int = 0
+    timeout: float = 120.0
+    task_kind: str = "closure"
+    concurrency: int = 16
+    lease: float = 10.0
+    batch: int = 200
+    json_path: str | None = None
+    namespace: str | None = None
+    keep: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.procs < 1 or self.tasks < 1:
+            raise ConfigError("--procs and --tasks must be at least 1")
+        if self.roles == "split" and self.procs < 2:
+            raise ConfigError("--roles split needs at least 2 processes (submitters and workers)")
+        for name, value, allowed in (
+            ("--scenario", self.scenario, SCENARIOS),
+            ("--roles", self.roles, ROLES),
+            ("--task-kind", self.task_kind, TASK_KINDS),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+        if self.serializer == "pickle" and self.task_kind == "closure":
+            raise ConfigError(
+                "the pickle serializer cannot carry closures; use --task-kind module "
+                "(or cloudpickle/dill, which send the function by value)"
+            )
+        if self.scenario == "breaker" and self.breaker == "none":
+            raise ConfigError("--scenario breaker needs --breaker local or --breaker redis")
+        if self.timeout <= 0:
+            raise ConfigError("--timeout must be positive")

@@ -1,0 +1,75 @@
+"""Rendering: a live progress bar, then one table of every check, per-process counts and
+throughput. The JSON report has the fixed keys DESIGN.md names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+# Check name -> whether a nonzero count fails the run.
+CHECK_ROWS = {
+    "lost": True,
+    "duplicated": True,
+    "unexpected": True,
+    "wrong_results": True,
+    "dead": True,
+    "payloads_left": True,
+    "keys_without_ttl": True,
+    "redelivered": False,
+    "retried": False,
+    "stale_settlements": False,
+}
+
+
+def render(report: dict[str, Any], notes: list[str], console: Console) -> None:
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    checks = report["checks"]
+    table = Table(title=_title(report), title_justify="left")
+    table.add_column("check")
+    table.add_column("count", justify="right")
+    table.add_column("result")
+    for name, fails in CHECK_ROWS.items():
+        value = checks.get(name, 0)
+        verdict = "[red]FAIL[/]" if fails and value else "[green]pass[/]" if fails else "info"
+        table.add_row(name, str(value), verdict)
+    share = checks["cross_process_share"]
+    cross_fail = report["roles"] == "split" and checks["cross_process"] == 0
+    table.add_row(
+        "cross_process",
+        f"{checks['cross_process']} ({share:.1%})",
+        "[red]FAIL[/]" if cross_fail else "[green]pass[/]",
+    )
+    for key in sorted(k for k in report if k.startswith(("retry_", "deferred_"))):
+        table.add_row(key, str(report[key]), "info")
+    console.print(table)
+    procs = Table(title="per process", title_justify="left")
+    for col in ("pid", "submitted", "executed", "completed"):
+        procs.add_column(col, justify="right")
+    for pid, row in sorted(report["per_process"].items()):
+        procs.add_row(pid, str(row["submitted"]), str(row["executed"]), str(row["completed"]))
+    console.print(procs)
+    if "breaker_report" in report:
+        console.print("breaker:", report["breaker_report"])
+    for failure in report["failures"]:
+        console.print(f"[red]FAIL[/] {failure}")
+    status = "[green]OK[/]" if report["ok"] else "[red]FAILED[/]"
+    console.print(
+        f"{status}  {report['tasks']} tasks, {report['procs']} processes, "
+        f"{report['wall_s']:.2f} s, {report['tasks_per_s']:.0f} tasks/s"
+    )
+
+
+def _title(r: dict[str, Any]) -> str:
+    return (
+        f"kew-plug harness: store={r['store']} serializer={r['serializer']} "
+        f"breaker={r['breaker']} roles={r['roles']} scenario={r['scenario']}"
+    )
+
+
+def write_json(report: dict[str, Any], path: str) -> None:
+    Path(path).write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")

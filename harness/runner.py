@@ -1,0 +1,321 @@
+"""Runs one harness pass: owns the servers, spawns the processes, watches the ledgers, stops
+the workers once the run has drained, then checks ledgers and store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import multiprocess
+
+from harness.checks import StoreFacts, evaluate
+from harness.child import ChildSpec, build_store, child_main
+from harness.config import ConfigError, RunConfig
+from harness.ledger import LedgerTail, read_all
+from kew_plug.errors import KewError, StoreUnavailable
+from kew_plug.interfaces import Store
+from kew_plug.registry import URL_SCHEMES
+
+QUEUE = "harness"
+MEMORY_WARNING = (
+    "--store memory keeps tasks in each process's own memory: a task submitted in one "
+    "process cannot be seen, let alone run, by another. This was kew's bug before payloads "
+    "moved into Redis. Running anyway, with --roles split, to demonstrate the failure."
+)
+
+
+@dataclass
+class Progress:
+    submitted: int = 0
+    completed: int = 0
+    dead: int = 0
+    executed: int = 0
+
+
+@dataclass
+class Report:
+    data: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    workdir: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.data["ok"])
+
+
+class _Servers:
+    """The store servers this run owns (and so may stop and restart)."""
+
+    def __init__(self) -> None:
+        self.embedded: Any = None
+        self.redis: Any = None
+
+    def url_for(self, cfg: RunConfig) -> str:
+        if cfg.store == "fakeredis":
+            from harness.embedded import EmbeddedProcess
+
+            self.embedded = EmbeddedProcess().start()
+            return str(self.embedded.url)
+        if cfg.store == "redis":
+            if cfg.redis_url:
+                return cfg.redis_url
+            from harness.servers import RedisServer
+
+            try:
+                self.redis = RedisServer(durable=True).start()
+            except FileNotFoundError as e:
+                raise ConfigError(f"{e}; or pass --redis-url redis://host:port/db") from e
+            return str(self.redis.url)
+        return cfg.store  # memory, a URL, or package.module:factory
+
+    def stop(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def run(config: RunConfig | None = None, **overrides: Any) -> Report:
+    """Run the harness and return its report (also usable from a user's pytest suite)."""
+    cfg = replace(config or RunConfig(), **overrides)
+    cfg.validate()
+    return asyncio.run(arun(cfg))
+
+
+async def arun(cfg: RunConfig, on_progress: Callable[[Progress], None] | None = None) -> Report:
+    cfg.validate()
+    notes: list[str] = []
+    if cfg.store == "memory" and cfg.procs > 1:
+        notes.append(MEMORY_WARNING)
+        cfg = replace(cfg, roles="split")
+    servers = _Servers()
+    workdir = Path(tempfile.mkdtemp(prefix="kew-harness-"))
+    try:
+        url = servers.url_for(cfg)
+        return await _run(cfg, url, workdir, notes, on_progress)
+    finally:
+        servers.stop()
+        if not cfg.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _connect(url: str, namespace: str) -> Store:
+    try:
+        store = build_store(url, namespace)
+    except KewError as e:
+        raise ConfigError(str(e)) from e
+    ping = getattr(store, "ping", None)
+    if ping is not None:
+        try:
+            await ping()
+        except StoreUnavailable as e:
+            await store.aclose()
+            raise ConfigError(str(e)) from e
+    return store
+
+
+def _plan_children(
+    cfg: RunConfig, url: str, namespace: str, ledger_dir: Path, secret: str
+) -> list[ChildSpec]:
+    if cfg.roles == "mixed":
+        roles = [(True, True)] * cfg.procs
+    else:
+        submitters = max(1, cfg.procs // 2)
+        roles = [(True, False)] * submitters + [(False, True)] * (cfg.procs - submitters)
+    n_sub = sum(1 for s, _ in roles if s)
+    bounds = [cfg.tasks * k // n_sub for k in range(n_sub + 1)]
+    now = time.time()
+    downstream = (now + 1.0, now + 2.5) if cfg.scenario == "breaker" else (0.0, 0.0)
+    specs, k = [], 0
+    for index, (submits, works) in enumerate(roles):
+        first, last = (bounds[k], bounds[k + 1]) if submits else (0, 0)
+        k += submits
+        specs.append(
+            ChildSpec(
+                index=index,
+                submits=submits,
+                works=works,
+                store=url,
+                namespace=namespace,
+                queue=QUEUE,
+                serializer=cfg.serializer,
+                breaker=cfg.breaker,
+                secret=secret,
+                ledger_dir=str(ledger_dir),
+                first=first,
+                last=last,
+                salt=cfg.seed * 7919 + index,
+                task_kind=cfg.task_kind,
+                scenario=cfg.scenario,
+                concurrency=cfg.concurrency,
+                lease=cfg.lease,
+                batch=cfg.batch,
+                breaker_options={"failure_threshold": 5, "reset_timeout": 0.3},
+                downstream=downstream,
+            )
+        )
+    return specs
+
+
+async def _run(
+    cfg: RunConfig,
+    url: str,
+    workdir: Path,
+    notes: list[str],
+    on_progress: Callable[[Progress], None] | None,
+) -> Report:
+    namespace = cfg.namespace or f"kh{uuid.uuid4().hex[:10]}"
+    ledger_dir = workdir / "ledger"
+    ledger_dir.mkdir()
+    store = await _connect(url, namespace)
+    ctx = multiprocess.get_context("spawn")
+    stop = ctx.Event()
+    secret = secrets.token_hex(32)  # every run signs its payloads with a fresh key
+    specs = _plan_children(cfg, url, namespace, ledger_dir, secret)
+    procs = [ctx.Process(target=child_main, args=(s, stop), daemon=True) for s in specs]
+    started = time.monotonic()
+    for p in procs:
+        p.start()
+    progress, drained, timed_out = await _watch(cfg, store, procs, specs, ledger_dir, on_progress)
+    wall = time.monotonic() - started
+    stop.set()
+    for p in procs:
+        p.join(max(1.0, 15 - (time.monotonic() - started - wall)))
+    for p in procs:
+        if p.is_alive() and p.pid is not None:
+            os.kill(p.pid, signal.SIGKILL)
+            p.join(5)
+            notes.append(f"process {p.pid} did not stop within 15 s and was killed")
+    records = read_all(ledger_dir)
+    facts = await _store_facts(store, namespace, records, cfg, secret)
+    verdict = evaluate(records, facts, roles=cfg.roles, scenario=cfg.scenario)
+    failures = verdict.failures
+    if timed_out:
+        failures.insert(0, f"invalid run: not drained within --timeout {cfg.timeout:g} s")
+    crashed = [p.pid for p in procs if p.exitcode not in (0, None, -signal.SIGKILL)]
+    if crashed:
+        failures.append(f"processes exited abnormally: {crashed} (see {workdir}/p*.log)")
+    if not cfg.keep:
+        await store.purge(QUEUE)
+    await store.aclose()
+    completed = progress.completed
+    data: dict[str, Any] = {
+        "ok": not failures and drained,
+        "tasks": cfg.tasks,
+        "procs": cfg.procs,
+        "store": cfg.store,
+        "serializer": cfg.serializer,
+        "breaker": cfg.breaker,
+        "roles": cfg.roles,
+        "scenario": cfg.scenario,
+        "faults": cfg.faults,
+        "seed": cfg.seed,
+        "wall_s": round(wall, 3),
+        "tasks_per_s": round(completed / wall, 1) if wall else 0.0,
+        "checks": verdict.checks,
+        "per_process": verdict.per_process,
+        "failures": failures,
+        **verdict.details,
+    }
+    return Report(data, notes, str(workdir) if cfg.keep else None)
+
+
+async def _watch(
+    cfg: RunConfig,
+    store: Store,
+    procs: list[Any],
+    specs: list[ChildSpec],
+    ledger_dir: Path,
+    on_progress: Callable[[Progress], None] | None,
+) -> tuple[Progress, bool, bool]:
+    """Follow the ledgers until every accepted task reached an end and the store is empty."""
+    tail, progress = LedgerTail(ledger_dir), Progress()
+    accepted: set[str] = set()
+    finished: set[str] = set()
+    submitters_done = 0
+    n_submitters = sum(1 for s in specs if s.submits)
+    deadline = time.monotonic() + cfg.timeout
+    last_change, stall_limit = time.monotonic(), (2.0 if not store.shared else None)
+    while True:
+        changed = False
+        for r in tail.poll():
+            changed = True
+            e = r["e"]
+            if e == "sub":
+                accepted.add(r["id"])
+            elif e in ("ok", "dead"):
+                finished.add(r["id"])
+            elif e == "run":
+                progress.executed += 1
+            elif e == "subdone":
+                submitters_done += 1
+        progress.submitted, progress.completed = len(accepted), len(finished & accepted)
+        if on_progress is not None:
+            on_progress(progress)
+        now = time.monotonic()
+        if changed:
+            last_change = now
+        if submitters_done == n_submitters and accepted <= finished:
+            if not store.shared or (await store.stats(QUEUE)).pending == 0:
+                return progress, True, False
+        if stall_limit is not None and submitters_done == n_submitters:
+            if now - last_change > stall_limit:
+                return progress, True, False  # a process-local store: nothing more will come
+        if any(p.exitcode not in (None, 0) for p in procs) and not cfg.faults.get("kill"):
+            return progress, False, False
+        if now > deadline:
+            return progress, False, True
+        await asyncio.sleep(0.05)
+
+
+async def _store_facts(
+    store: Store, namespace: str, records: list[dict[str, Any]], cfg: RunConfig, secret: str
+) -> StoreFacts:
+    if not store.shared:
+        return StoreFacts(shared=False)
+    facts = StoreFacts(shared=True, payloads_left=len(await store.payload_ids(QUEUE)))
+    keys = getattr(store, "keys", None)
+    if keys is not None and cfg.store != "memory":
+        facts.keys_without_ttl = await _keys_without_ttl(store, namespace)
+    facts.results = await _read_results(store, records, cfg, secret)
+    return facts
+
+
+async def _keys_without_ttl(store: Any, namespace: str) -> int:
+    live = set(store.keys(QUEUE).live_structures)
+    names = [k.decode() for k in await store.scan(f"{namespace}:*")]
+    candidates = [k for k in names if k not in live]
+    if not candidates:
+        return 0
+    async with store.client.pipeline(transaction=False) as pipe:
+        for k in candidates:
+            pipe.pttl(k)
+        ttls = await pipe.execute()
+    return sum(1 for t in ttls if t == -1)
+
+
+async def _read_results(
+    store: Store, records: list[dict[str, Any]], cfg: RunConfig, secret: str
+) -> dict[str, Any]:
+    from kew_plug.queue import Queue
+
+    ids = [r["id"] for r in records if r["e"] == "sub"]
+    q = Queue(store, cfg.serializer, name=QUEUE, secret=secret)
+    out: dict[str, Any] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        recs = await store.get_many(QUEUE, chunk)
+        for task_id, rec in zip(chunk, recs, strict=True):
+            if rec is not None and rec.result is not None:
+                out[task_id] = q.serializer.loads(rec.result)
+    return out

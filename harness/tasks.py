@@ -1,0 +1,80 @@
+"""Task bodies the harness submits. Each computes a value from its arguments (so results can
+be checked) and writes its own ledger records. By default they are closures made at run time,
+so the function itself travels by value in the payload, as in the bug that started kew-plug."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.ledger import LedgerWriter
+from kew_plug.context import current_task
+
+LEDGER: LedgerWriter | None = None  # set by each child process at start
+
+
+class PlannedFailure(RuntimeError):
+    """Raised on purpose by the retry scenario."""
+
+
+class DownstreamDown(RuntimeError):
+    """The simulated downstream of the breaker scenario is in its outage window."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Per-task behaviour: fail the first `fails` attempts; call the downstream whose outage
+    is [down_from, down_until) in wall-clock seconds."""
+
+    fails: int = 0
+    down_from: float = 0.0
+    down_until: float = 0.0
+
+
+def expected(i: int, salt: int) -> int:
+    return (i * 2654435761 + salt) % 2**31
+
+
+def execute(i: int, salt: int, plan: Plan) -> int:
+    ctx = current_task()
+    ledger = LEDGER
+    if ctx is None or ledger is None:
+        raise RuntimeError("harness task run outside a harness worker")
+    ledger.write("run", id=ctx.task_id, a=ctx.attempt, k=ctx.token)
+    if ctx.attempt <= plan.fails:
+        ledger.write("err", id=ctx.task_id, a=ctx.attempt, k=ctx.token)
+        raise PlannedFailure(f"planned failure {ctx.attempt} of {plan.fails}")
+    if plan.down_until:
+        now = time.time()
+        down = plan.down_from <= now < plan.down_until
+        ledger.write("call", id=ctx.task_id, ok=not down)
+        if down:
+            raise DownstreamDown("downstream unavailable")
+    value = expected(i, salt)
+    ledger.write("ok", id=ctx.task_id, a=ctx.attempt, k=ctx.token, v=value)
+    return value
+
+
+def module_task(i: int, salt: int, plan: Plan) -> int:
+    return execute(i, salt, plan)
+
+
+async def module_task_async(i: int, salt: int, plan: Plan) -> int:
+    return execute(i, salt, plan)
+
+
+def closure_task(salt: int, plan: Plan, is_async: bool) -> Callable[..., Any]:
+    """A function made now, capturing `salt` and `plan`: it can only travel by value."""
+    if is_async:
+
+        async def async_body(i: int) -> int:
+            return execute(i, salt, plan)
+
+        return async_body
+
+    def body(i: int) -> int:
+        return execute(i, salt, plan)
+
+    return body
