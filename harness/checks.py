@@ -12,6 +12,7 @@ from harness.child import RETRY_POLICY
 
 DEFER_TOLERANCE_S = 0.02
 BACKOFF_TOLERANCE_S = 0.01
+LEASE_TOLERANCE_S = 0.25
 
 
 @dataclass
@@ -47,7 +48,10 @@ def evaluate(
     roles: str,
     scenario: str,
     killed_pids: frozenset[int] = frozenset(),
+    lease: float = 10.0,
 ) -> Verdict:
+    """`lease` bounds what a stale settlement can explain: a repeat that started before the
+    earlier run's lease could have expired is two live claims at once, not a redelivery."""
     by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_event[r["e"]].append(r)
@@ -65,11 +69,12 @@ def evaluate(
     retried = redelivered = duplicated = 0
     duplicated_ids: list[str] = []
     for task_id, lst in runs.items():
-        for prev, _ in zip(lst, lst[1:], strict=False):
+        for prev, nxt in zip(lst, lst[1:], strict=False):
             key = (task_id, prev["k"])
+            lease_over = nxt["t"] >= prev["t"] + lease - LEASE_TOLERANCE_S
             if key in failed_tokens:
                 retried += 1
-            elif prev["p"] in killed_pids or key in stale_tokens:
+            elif prev["p"] in killed_pids or (key in stale_tokens and lease_over):
                 redelivered += 1
             else:
                 duplicated += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import threading
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from harness.ledger import LedgerWriter
 from kew_plug.hooks import TaskEvent
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.queue import Queue, TaskSpec
-from kew_plug.registry import URL_SCHEMES, make_breaker, make_store
+from kew_plug.registry import URL_SCHEMES, load_object, make_breaker, make_store
 from kew_plug.retry import RetryPolicy
 from kew_plug.worker import Worker
 
@@ -28,7 +29,8 @@ class ChildSpec:
     index: int
     submits: bool
     works: bool
-    store: str  # a URL or a registry name / import path
+    store: str  # a URL, a registry name or package.module:factory
+    server_url: str | None  # the Redis or embedded fakeredis server of this run, if any
     namespace: str
     queue: str
     serializer: str
@@ -47,11 +49,21 @@ class ChildSpec:
     downstream: tuple[float, float]  # outage window, wall clock
 
 
-def build_store(spec: str, namespace: str) -> Store:
-    if spec.startswith(URL_SCHEMES):
+def build_store(spec: str, server_url: str | None, namespace: str) -> Store:
+    """A store from the strings a child was given. A `package.module:factory` is called with
+    whichever of `url` (the run's server) and `namespace` its signature accepts."""
+    if spec.startswith(URL_SCHEMES) or spec in ("fakeredis", "redis"):
         from backends.redis import RedisStore
 
-        return RedisStore.from_url(spec, namespace=namespace)
+        return RedisStore.from_url(server_url or spec, namespace=namespace)
+    if ":" in spec:
+        factory = load_object(spec, "store", ["memory", "fakeredis", "redis"])
+        if callable(factory) and not isinstance(factory, Store):
+            params = inspect.signature(factory).parameters
+            offered = {"url": server_url, "namespace": namespace}
+            made = factory(**{k: v for k, v in offered.items() if k in params})
+            if isinstance(made, Store):
+                return made
     return make_store(spec)
 
 
@@ -148,7 +160,7 @@ async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter, stop: Any) -> No
 async def child_async(spec: ChildSpec, stop: Any) -> None:
     ledger = LedgerWriter(Path(spec.ledger_dir) / f"p{spec.index}.jsonl")
     tasks.LEDGER = ledger
-    store = build_store(spec.store, spec.namespace)
+    store = build_store(spec.store, spec.server_url, spec.namespace)
     q = build_queue(spec, store)
     ledger.write("hello", i=spec.index, submits=spec.submits, works=spec.works)
     try:

@@ -60,15 +60,13 @@ class _Servers:
         self.embedded: Any = None
         self.redis: Any = None
 
-    def url_for(self, cfg: RunConfig) -> str:
-        if cfg.store == "fakeredis":
-            from harness.embedded import EmbeddedProcess
-
-            self.embedded = EmbeddedProcess().start()
-            return str(self.embedded.url)
+    def url_for(self, cfg: RunConfig) -> str | None:
+        """The server URL of this run: an existing --redis-url, or a server it starts."""
+        if cfg.store == "memory" or cfg.store.startswith(URL_SCHEMES):
+            return None
+        if cfg.redis_url:
+            return cfg.redis_url
         if cfg.store == "redis":
-            if cfg.redis_url:
-                return cfg.redis_url
             from harness.servers import RedisServer
 
             try:
@@ -76,7 +74,10 @@ class _Servers:
             except FileNotFoundError as e:
                 raise ConfigError(f"{e}; or pass --redis-url redis://host:port/db") from e
             return str(self.redis.url)
-        return cfg.store  # memory, a URL, or package.module:factory
+        from harness.embedded import EmbeddedProcess
+
+        self.embedded = EmbeddedProcess().start()  # fakeredis, and package.module:factory
+        return str(self.embedded.url)
 
     def stop(self) -> None:
         if self.embedded is not None:
@@ -109,9 +110,9 @@ async def arun(cfg: RunConfig, on_progress: Callable[[Progress], None] | None = 
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _connect(url: str, namespace: str) -> Store:
+async def _connect(spec: str, url: str | None, namespace: str) -> Store:
     try:
-        store = build_store(url, namespace)
+        store = build_store(spec, url, namespace)
     except KewError as e:
         raise ConfigError(str(e)) from e
     ping = getattr(store, "ping", None)
@@ -125,7 +126,7 @@ async def _connect(url: str, namespace: str) -> Store:
 
 
 def _plan_children(
-    cfg: RunConfig, url: str, namespace: str, ledger_dir: Path, secret: str
+    cfg: RunConfig, url: str | None, namespace: str, ledger_dir: Path, secret: str
 ) -> list[ChildSpec]:
     if cfg.roles == "mixed":
         roles = [(True, True)] * cfg.procs
@@ -145,7 +146,8 @@ def _plan_children(
                 index=index,
                 submits=submits,
                 works=works,
-                store=url,
+                store=cfg.store,
+                server_url=url,
                 namespace=namespace,
                 queue=QUEUE,
                 serializer=cfg.serializer,
@@ -169,7 +171,7 @@ def _plan_children(
 
 async def _run(
     cfg: RunConfig,
-    url: str,
+    url: str | None,
     workdir: Path,
     notes: list[str],
     on_progress: Callable[[Progress], None] | None,
@@ -177,7 +179,7 @@ async def _run(
     namespace = cfg.namespace or f"kh{uuid.uuid4().hex[:10]}"
     ledger_dir = workdir / "ledger"
     ledger_dir.mkdir()
-    store = await _connect(url, namespace)
+    store = await _connect(cfg.store, url, namespace)
     ctx = multiprocess.get_context("spawn")
     stop = ctx.Event()
     secret = secrets.token_hex(32)  # every run signs its payloads with a fresh key
@@ -198,7 +200,7 @@ async def _run(
             notes.append(f"process {p.pid} did not stop within 15 s and was killed")
     records = read_all(ledger_dir)
     facts = await _store_facts(store, namespace, records, cfg, secret)
-    verdict = evaluate(records, facts, roles=cfg.roles, scenario=cfg.scenario)
+    verdict = evaluate(records, facts, roles=cfg.roles, scenario=cfg.scenario, lease=cfg.lease)
     failures = verdict.failures
     if timed_out:
         failures.insert(0, f"invalid run: not drained within --timeout {cfg.timeout:g} s")
@@ -265,9 +267,13 @@ async def _watch(
         now = time.monotonic()
         if changed:
             last_change = now
-        if submitters_done == n_submitters and accepted <= finished:
-            if not store.shared or (await store.stats(QUEUE)).pending == 0:
+        if submitters_done == n_submitters and store.shared:
+            # Drained when the store holds nothing unfinished; whatever the ledgers then
+            # lack is lost, which the checker reports.
+            if (await store.stats(QUEUE)).pending == 0:
                 return progress, True, False
+        elif submitters_done == n_submitters and accepted <= finished:
+            return progress, True, False
         if stall_limit is not None and submitters_done == n_submitters:
             if now - last_change > stall_limit:
                 return progress, True, False  # a process-local store: nothing more will come
@@ -317,5 +323,8 @@ async def _read_results(
         recs = await store.get_many(QUEUE, chunk)
         for task_id, rec in zip(chunk, recs, strict=True):
             if rec is not None and rec.result is not None:
-                out[task_id] = q.serializer.loads(rec.result)
+                try:
+                    out[task_id] = q.serializer.loads(rec.result)
+                except KewError as e:
+                    out[task_id] = f"<unreadable result: {e}>"
     return out

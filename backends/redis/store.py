@@ -219,6 +219,14 @@ class RedisStore(Store):
                 await self.client.delete(*keys[start : start + 500])
         return len(keys)
 
+    async def purge_namespace(self) -> int:
+        """Delete every key of this store's namespace (and nothing outside it)."""
+        keys = await self.scan(f"{self.namespace}:*")
+        with translated(self.target):
+            for start in range(0, len(keys), 500):
+                await self.client.delete(*keys[start : start + 500])
+        return len(keys)
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self.client.aclose()
