@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from harness.child import RETRY_POLICY
@@ -69,7 +70,7 @@ def evaluate(
     retried = redelivered = duplicated = 0
     duplicated_ids: list[str] = []
     for task_id, lst in runs.items():
-        for prev, nxt in zip(lst, lst[1:], strict=False):
+        for prev, nxt in pairwise(lst):
             key = (task_id, prev["k"])
             lease_over = nxt["t"] >= prev["t"] + lease - LEASE_TOLERANCE_S
             if key in failed_tokens:
@@ -160,7 +161,7 @@ def _scenario_details(
                 continue
             wrong_attempts += ok[task_id][-1]["a"] != sub["f"] + 1
             lst = runs[task_id]
-            for prev, nxt in zip(lst, lst[1:], strict=False):
+            for prev, nxt in pairwise(lst):
                 if (task_id, prev["k"]) in failed_tokens:
                     ceiling = min(
                         RETRY_POLICY.max_delay,

@@ -122,8 +122,14 @@ async def submit_share(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
             priority = i % 3 if spec.scenario == "deferred" else 0
             task_id = f"{spec.namespace}-{i}"
             specs.append(TaskSpec(fn_for(i), args, task_id=task_id, delay=delay, priority=priority))
-            rows.append({"id": task_id, "x": tasks.expected(i, spec.salt), "d": delay or 0.0,
-                         "f": plan.fails})
+            rows.append(
+                {
+                    "id": task_id,
+                    "x": tasks.expected(i, spec.salt),
+                    "d": delay or 0.0,
+                    "f": plan.fails,
+                }
+            )
         ledger.write_many("int", [{"id": r["id"]} for r in rows])
         handles = await q.submit_many(specs)
         accepted = {h.id for h in handles if h.accepted}

@@ -33,7 +33,9 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
     )
     p.add_argument("--redis-url", default=None, help="an existing Redis for --store redis")
     p.add_argument("--serializer", default="cloudpickle", help="cloudpickle, dill, pickle, or m:f")
-    p.add_argument("--breaker", default="none", help="none, local, redis, or package.module:factory")
+    p.add_argument(
+        "--breaker", default="none", help="none, local, redis, or package.module:factory"
+    )
     p.add_argument("--roles", default="mixed", choices=["mixed", "split"])
     p.add_argument("--scenario", default="basic", choices=list(SCENARIOS))
     p.add_argument("--faults", default="", help="kill=K,pause=P,restart=R,drop=D")

@@ -274,11 +274,11 @@ async def _watch(
                 return progress, True, False
         elif submitters_done == n_submitters and accepted <= finished:
             return progress, True, False
-        if stall_limit is not None and submitters_done == n_submitters:
-            if now - last_change > stall_limit:
-                return progress, True, False  # a process-local store: nothing more will come
+        stalled = stall_limit is not None and now - last_change > stall_limit
+        if stalled and submitters_done == n_submitters:
+            return progress, True, False  # a process-local store: nothing more will come
         if any(p.exitcode not in (None, 0) for p in procs) and not cfg.faults.get("kill"):
-            return progress, False, False
+            return progress, False, False  # reported as an abnormal exit by the caller
         if now > deadline:
             return progress, False, True
         await asyncio.sleep(0.05)

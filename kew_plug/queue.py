@@ -86,6 +86,7 @@ class Queue:
         timeout: float | None = None,
         max_size: int | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        breaker_options: Mapping[str, float] | None = None,
     ) -> None:
         self.name = validate.name("queue name", name)
         self.store = make_store(store)
@@ -102,7 +103,7 @@ class Queue:
                 SECRET_ENV,
             )
         self.serializer: Serializer = inner
-        self.breaker = make_breaker(breaker, self.store, self.name)
+        self.breaker = make_breaker(breaker, self.store, self.name, **(breaker_options or {}))
         self.retries = validate.retries(retries)
         self.timeout = None if timeout is None else validate.seconds("timeout", timeout)
         if max_size is not None and (not isinstance(max_size, int) or max_size < 1):
@@ -201,7 +202,9 @@ class Queue:
                 pause = min(pause * 2, 0.1)
 
     async def dead(self, limit: int = 100) -> list[TaskRecord]:
-        records = [await self.store.get(self.name, i) for i in await self.store.dead_ids(self.name, limit)]
+        records = [
+            await self.store.get(self.name, i) for i in await self.store.dead_ids(self.name, limit)
+        ]
         return [r for r in records if r is not None]
 
     async def requeue(self, task_ids: Sequence[str]) -> list[bool]:

@@ -74,7 +74,11 @@ def make_serializer(spec: Serializer | str) -> Serializer:
     return _build(spec, SERIALIZERS, "serializer", Serializer)  # type: ignore[type-abstract]
 
 
-def make_breaker(spec: Breaker | str | None, store: Store, queue: str) -> Breaker | None:
+def make_breaker(
+    spec: Breaker | str | None, store: Store, queue: str, **options: Any
+) -> Breaker | None:
+    """`options` (failure_threshold, reset_timeout, half_open_max_calls) go to a breaker
+    made by name."""
     if spec is None or isinstance(spec, Breaker):
         return spec
     if spec == "none":
@@ -85,8 +89,12 @@ def make_breaker(spec: Breaker | str | None, store: Store, queue: str) -> Breake
             raise UnknownBackend(
                 "breaker", spec, BREAKERS, f"{type(store).__name__} cannot share breaker state"
             )
-        made: Breaker = factory(queue)
+        made: Breaker = factory(queue, **options)
         return made
     if ":" not in spec and spec not in BREAKERS:
         raise UnknownBackend("breaker", spec, [*BREAKERS, "none", "module:factory"])
+    if spec == "local":
+        local = load_object(BREAKERS["local"], "breaker", list(BREAKERS))
+        made_local: Breaker = local(**options)
+        return made_local
     return _build(spec, BREAKERS, "breaker", Breaker)  # type: ignore[type-abstract]

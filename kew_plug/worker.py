@@ -28,6 +28,8 @@ from kew_plug.retry import RetryPolicy
 
 log = logging.getLogger("kew_plug.worker")
 
+HALF_OPEN_PAUSE = 0.05  # s between claims while another call holds the half-open probe
+
 
 @dataclass(slots=True)
 class WorkerStats:
@@ -100,8 +102,14 @@ class Worker:
         self._outbox: list[Outcome] = []
         self._outbox_event = asyncio.Event()
         self._slot_free = asyncio.Event()
+        # Set when our last running task finishes, a retry of ours is scheduled, or our last
+        # held claim is settled: a retry may be due soon, or the queue may have gone idle
+        # (drain). The store's wait() cannot know either, so the claim loop must not sleep
+        # through them until wait_timeout.
+        self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._abandoning = False
+        self._probe_denied = False  # a claimed task was refused by a half-open breaker
         self._closing = False
         self._in_flight: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
@@ -138,6 +146,7 @@ class Worker:
         store, q, breaker = self.queue.store, self.queue.name, self.queue.breaker
         backoff = _Backoff("claim")
         while not self._stop.is_set():
+            half_open = False
             free = self.concurrency - len(self._active)
             if free <= 0:
                 self._slot_free.clear()
@@ -146,10 +155,19 @@ class Worker:
             if breaker is not None:
                 state = await breaker.state()
                 if state is BreakerState.OPEN:
+                    self._probe_denied = False
                     await self._until(self._stop.wait(), max(0.01, await breaker.retry_after()))
                     continue
                 if state is BreakerState.HALF_OPEN:
+                    if self._probe_denied:
+                        # The probes of this episode are taken (here, or elsewhere with a shared
+                        # breaker): claiming now would be refused and released in a busy loop.
+                        self._probe_denied = False
+                        await self._until(self._stop.wait(), HALF_OPEN_PAUSE)
+                        continue
                     free = min(free, breaker.half_open_max_calls)
+                    half_open = True
+            self._wake.clear()
             try:
                 batch = await store.claim(q, self.id, free, self.lease_ms)
             except ConnectionError as e:
@@ -160,6 +178,8 @@ class Worker:
             for claim in batch.claims:
                 self._start(claim)
             if batch.claims:
+                if half_open:  # let these reach allow() before claiming more
+                    await self._until(self._wake.wait(), HALF_OPEN_PAUSE)
                 continue
             if until_idle and await self._idle():
                 return
@@ -167,22 +187,31 @@ class Worker:
             if batch.next_due_ms is not None:
                 timeout = max(0.001, min(timeout, batch.next_due_ms / 1000))
             with contextlib.suppress(ConnectionError):
-                await self._until(store.wait(q, timeout), None)
+                await self._until(store.wait(q, timeout), None, self._wake.wait())
 
-    async def _until(self, aw: Coroutine[Any, Any, Any], timeout: float | None) -> None:
-        """Await `aw` but return early when stop() is called or `timeout` passes."""
+    async def _until(
+        self,
+        aw: Coroutine[Any, Any, Any],
+        timeout: float | None,
+        also: Coroutine[Any, Any, Any] | None = None,
+    ) -> None:
+        """Await `aw` but return early when stop() is called, `also` finishes or `timeout`
+        passes."""
         task = asyncio.ensure_future(aw)
         stop = asyncio.ensure_future(self._stop.wait())
+        extra = asyncio.ensure_future(also) if also is not None else None
+        waited = {task, stop} if extra is None else {task, stop, extra}
         try:
-            await asyncio.wait({task, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in (task, stop):
+            for t in waited:
                 if not t.done():
                     t.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await task
-            with contextlib.suppress(asyncio.CancelledError):
-                await stop
+            for t in waited - {task}:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
 
     async def _idle(self) -> bool:
         if self._active or self._held or self._outbox:
@@ -205,18 +234,29 @@ class Worker:
     def _finished(self, task_id: str, _: asyncio.Task[None]) -> None:
         self._active.pop(task_id, None)
         self._slot_free.set()
+        if not self._active:
+            self._wake.set()
 
     async def _execute(self, claim: Claim) -> None:
         event = TaskEvent(claim.id, claim.attempt, claim.max_attempts)
         try:
-            fn, args, kwargs, timeout = self.queue.serializer.loads(claim.payload)
+            envelope = self.queue.serializer.loads(claim.payload)
         except PayloadError as e:
             # Unreadable bytes will not become readable by retrying: dead-letter at once.
             await self._fail(claim, event, f"PayloadError: {e}", final=True)
             return
+        try:
+            fn, args, kwargs, timeout = envelope
+        except (TypeError, ValueError):
+            # Readable bytes that are not a task: left unsettled, the claim would be held and
+            # renewed forever. Dead-letter it like any other unreadable payload.
+            what = f"payload is a {type(envelope).__name__}, not a kew-plug task envelope"
+            await self._fail(claim, event, f"PayloadError: {what}", final=True)
+            return
         breaker = self.queue.breaker
         if breaker is not None and not await breaker.allow():
             self.stats.breaker_denied += 1
+            self._probe_denied = True
             await self._release([claim])
             return
         await run_hooks("start", self.hooks["start"], event)
@@ -232,7 +272,7 @@ class Worker:
             result = await self._call(fn, args, kwargs, timeout)
         except asyncio.CancelledError:
             raise  # only shutdown cancels a task; its claim is released, not failed
-        except BaseException as e:  # noqa: BLE001 - a task's SystemExit must not stop the worker
+        except BaseException as e:
             await self._failed_call(claim, event, f"{type(e).__name__}: {e}", started)
             return
         duration = time.monotonic() - started
@@ -253,7 +293,11 @@ class Worker:
         await run_hooks("complete", self.hooks["complete"], done)
 
     async def _call(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
     ) -> Any:
         if inspect.iscoroutinefunction(fn):
             aw: Any = fn(*args, **kwargs)
@@ -272,7 +316,9 @@ class Worker:
             raise
         return result
 
-    async def _failed_call(self, claim: Claim, event: TaskEvent, error: str, started: float) -> None:
+    async def _failed_call(
+        self, claim: Claim, event: TaskEvent, error: str, started: float
+    ) -> None:
         if self.queue.breaker is not None:
             await self.queue.breaker.record_failure()
         await self._fail(claim, event, error, final=False, duration=time.monotonic() - started)
@@ -283,7 +329,9 @@ class Worker:
         retry = not final and claim.attempt < claim.max_attempts
         if retry:
             delay_ms = int(self.retry.delay(claim.attempt) * 1000)
-            self._emit(Outcome(claim.id, claim.token, OutcomeKind.RETRY, error=error, delay_ms=delay_ms))
+            self._emit(
+                Outcome(claim.id, claim.token, OutcomeKind.RETRY, error=error, delay_ms=delay_ms)
+            )
             self.stats.retried += 1
         else:
             self._emit(Outcome(claim.id, claim.token, OutcomeKind.DEAD, error=error))
@@ -331,6 +379,8 @@ class Worker:
                     log.warning("settlement of task %s refused: its lease was lost", outcome.id)
                     event = TaskEvent(outcome.id, 0, 0, token=outcome.token)
                     await run_hooks("stale", self.hooks["stale"], event)
+            if not self._held or any(o.kind is OutcomeKind.RETRY for o in batch):
+                self._wake.set()
 
     async def _keeper(self) -> None:
         """Renew held leases every third of the lease; recover expired ones every interval."""
@@ -363,7 +413,9 @@ class Worker:
         try:
             released = await self.queue.store.release(self.queue.name, claims)
         except ConnectionError as e:
-            log.warning("could not release %d claims (%s); their leases will expire", len(claims), e)
+            log.warning(
+                "could not release %d claims (%s); their leases will expire", len(claims), e
+            )
             return
         self.stats.released += sum(released)
 

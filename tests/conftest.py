@@ -48,9 +48,7 @@ StoreFactory = Callable[..., Store]
 
 
 @pytest.fixture(params=STORE_PARAMS, ids=lambda p: f"store={p}")
-async def make_store(
-    request: pytest.FixtureRequest, namespace: str
-) -> AsyncIterator[StoreFactory]:
+async def make_store(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[StoreFactory]:
     """Builds stores of one kind that all share state (same server, same namespace)."""
     made: list[Store] = []
     kind = request.param

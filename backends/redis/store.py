@@ -100,7 +100,8 @@ class RedisStore(Store):
         reply = await self._run("enqueue", keys, args)
         if reply[0] == -1:
             raise QueueFull(queue, int(reply[1]), len(items), max_size or 0)
-        accepted, dups = [], []
+        accepted: list[str] = []
+        dups: list[str] = []
         for item, stored in zip(items, reply[1:], strict=True):
             (accepted if stored else dups).append(item.id)
         return EnqueueReport(accepted, dups)
@@ -110,7 +111,13 @@ class RedisStore(Store):
         keys = [k.ready, k.due, k.running, k.seq, k.task_prefix, k.wake]
         reply = await self._run("claim", keys, [limit, lease_ms, self.backstop_ms])
         claims = [
-            Claim(_text(reply[j]), int(reply[j + 1]), int(reply[j + 2]), int(reply[j + 3]), reply[j + 4])
+            Claim(
+                _text(reply[j]),
+                int(reply[j + 1]),
+                int(reply[j + 2]),
+                int(reply[j + 3]),
+                reply[j + 4],
+            )
             for j in range(2, len(reply), 5)
         ]
         next_due = int(reply[0])
@@ -139,7 +146,13 @@ class RedisStore(Store):
         args: list[Any] = [self.result_ttl_ms, self.dead_ttl_ms, self.backstop_ms]
         for o in outcomes:
             data = o.result if o.kind is OutcomeKind.COMPLETE else o.error
-            args += [o.id, o.token, _KIND[o.kind], max(0, o.delay_ms), b"" if data is None else data]
+            args += [
+                o.id,
+                o.token,
+                _KIND[o.kind],
+                max(0, o.delay_ms),
+                b"" if data is None else data,
+            ]
         return [bool(x) for x in await self._run("settle", keys, args)]
 
     async def release(self, queue: str, claims: Sequence[Claim]) -> list[bool]:
@@ -162,7 +175,7 @@ class RedisStore(Store):
 
     async def get(self, queue: str, task_id: str) -> TaskRecord | None:
         with translated(self.target):
-            h = await self.client.hgetall(self.keys(queue).task(task_id))
+            h: dict[bytes, bytes] = await self.client.hgetall(self.keys(queue).task(task_id))  # type: ignore[assignment]
         return _record(queue, task_id, h)
 
     async def get_many(self, queue: str, task_ids: Sequence[str]) -> list[TaskRecord | None]:
@@ -185,7 +198,7 @@ class RedisStore(Store):
 
     async def dead_ids(self, queue: str, limit: int = 100) -> list[str]:
         with translated(self.target):
-            ids = await self.client.zrange(self.keys(queue).dead, 0, limit - 1)
+            ids: list[bytes] = await self.client.zrange(self.keys(queue).dead, 0, limit - 1)  # type: ignore[assignment]
         return [_text(i) for i in ids]
 
     async def requeue(self, queue: str, ids: Sequence[str]) -> list[bool]:

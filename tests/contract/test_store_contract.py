@@ -183,9 +183,7 @@ async def test_release_returns_claim_without_counting_attempt(
     assert await store.release(queue_name, [c]) == [False]
     (again,) = await claim_all(store, queue_name)
     assert again.attempt == 1
-    assert await store.settle(queue_name, [Outcome(c.id, c.token, OutcomeKind.COMPLETE)]) == [
-        False
-    ]
+    assert await store.settle(queue_name, [Outcome(c.id, c.token, OutcomeKind.COMPLETE)]) == [False]
 
 
 async def test_renew_extends_held_leases_and_reports_lost(store: Store, queue_name: str) -> None:
