@@ -101,9 +101,11 @@ class LocalBreaker(Breaker):
     async def allow(self) -> bool:
         state = self._refresh()
         if state is BreakerState.CLOSED:
+            self.probe = False
             return True
         if state is BreakerState.HALF_OPEN and self._probes < self.half_open_max_calls:
             self._probes += 1
+            self.probe = True
             return True
         return False
 
@@ -118,6 +120,13 @@ class LocalBreaker(Breaker):
         # While open: a straggler that started before the trip proves nothing; ignore it.
 
     async def record_failure(self) -> None:
+        opened_before = self._opened_count
+        try:
+            await self._record_failure()
+        finally:
+            self.tripped = self._opened_count != opened_before
+
+    async def _record_failure(self) -> None:
         state = self._refresh()
         if state is BreakerState.HALF_OPEN:
             self._open()

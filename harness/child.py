@@ -8,12 +8,14 @@ import dataclasses
 import inspect
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import tasks
 from harness.ledger import LedgerWriter
+from harness.recording import RecordingBreaker
 from kew_plug.hooks import TaskEvent
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.queue import Queue, TaskSpec
@@ -21,6 +23,7 @@ from kew_plug.registry import URL_SCHEMES, load_object, make_breaker, make_store
 from kew_plug.retry import RetryPolicy
 from kew_plug.worker import Worker
 
+PACE_S = 3.0
 RETRY_POLICY = RetryPolicy(base=0.05, factor=2.0, max_delay=0.4, jitter=0.5)
 
 
@@ -47,6 +50,7 @@ class ChildSpec:
     batch: int
     breaker_options: dict[str, float]
     downstream: tuple[float, float]  # outage window, wall clock
+    start_at: float  # wall clock; the breaker scenario paces submissions from here
 
 
 def build_store(spec: str, server_url: str | None, namespace: str) -> Store:
@@ -81,9 +85,15 @@ def build_breaker(spec: ChildSpec, store: Store) -> Breaker | None:
     return make_breaker(spec.breaker, store, spec.queue)
 
 
-def build_queue(spec: ChildSpec, store: Store) -> Queue:
+def build_queue(spec: ChildSpec, store: Store, ledger: LedgerWriter) -> Queue:
     breaker = build_breaker(spec, store)
-    return Queue(store, spec.serializer, breaker, name=spec.queue, secret=spec.secret, retries=4)
+    if breaker is not None:
+        breaker = RecordingBreaker(breaker, ledger)
+    # Breaker probes that meet the outage each cost their task an attempt.
+    retries = 20 if spec.scenario == "breaker" else 4
+    return Queue(
+        store, spec.serializer, breaker, name=spec.queue, secret=spec.secret, retries=retries
+    )
 
 
 def plan_for(spec: ChildSpec, i: int) -> tasks.Plan:
@@ -112,7 +122,11 @@ async def submit_share(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
             funcs[key] = tasks.closure_task(spec.salt, plan, is_async)
         return funcs[key]
 
-    for start in range(spec.first, spec.last, spec.batch):
+    starts = range(spec.first, spec.last, spec.batch)
+    for n, start in enumerate(starts):
+        if spec.scenario == "breaker":
+            # Spread the share over PACE_S so tasks are still flowing when the outage begins.
+            await asyncio.sleep(max(0.0, spec.start_at + PACE_S * n / len(starts) - time.time()))
         idx = range(start, min(start + spec.batch, spec.last))
         specs, rows = [], []
         for i in idx:
@@ -167,7 +181,7 @@ async def child_async(spec: ChildSpec, stop: Any) -> None:
     ledger = LedgerWriter(Path(spec.ledger_dir) / f"p{spec.index}.jsonl")
     tasks.LEDGER = ledger
     store = build_store(spec.store, spec.server_url, spec.namespace)
-    q = build_queue(spec, store)
+    q = build_queue(spec, store, ledger)
     ledger.write("hello", i=spec.index, submits=spec.submits, works=spec.works)
     try:
         jobs = []

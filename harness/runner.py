@@ -27,6 +27,7 @@ from kew_plug.interfaces import Store
 from kew_plug.registry import URL_SCHEMES
 
 QUEUE = "harness"
+BREAKER_OPTIONS = {"failure_threshold": 5, "reset_timeout": 0.3, "half_open_max_calls": 1}
 MEMORY_WARNING = (
     "--store memory keeps tasks in each process's own memory: a task submitted in one "
     "process cannot be seen, let alone run, by another. This was kew's bug before payloads "
@@ -135,8 +136,10 @@ def _plan_children(
         roles = [(True, False)] * submitters + [(False, True)] * (cfg.procs - submitters)
     n_sub = sum(1 for s, _ in roles if s)
     bounds = [cfg.tasks * k // n_sub for k in range(n_sub + 1)]
-    now = time.time()
-    downstream = (now + 1.0, now + 2.5) if cfg.scenario == "breaker" else (0.0, 0.0)
+    start_at = time.time() + 1.0  # after every child has had time to start
+    breaker_scenario = cfg.scenario == "breaker"
+    downstream = (start_at + 1.0, start_at + 2.0) if breaker_scenario else (0.0, 0.0)
+    batch = 10 if breaker_scenario else cfg.batch
     specs, k = [], 0
     for index, (submits, works) in enumerate(roles):
         first, last = (bounds[k], bounds[k + 1]) if submits else (0, 0)
@@ -161,9 +164,10 @@ def _plan_children(
                 scenario=cfg.scenario,
                 concurrency=cfg.concurrency,
                 lease=cfg.lease,
-                batch=cfg.batch,
-                breaker_options={"failure_threshold": 5, "reset_timeout": 0.3},
+                batch=batch,
+                breaker_options=dict(BREAKER_OPTIONS),
                 downstream=downstream,
+                start_at=start_at,
             )
         )
     return specs
@@ -200,7 +204,15 @@ async def _run(
             notes.append(f"process {p.pid} did not stop within 15 s and was killed")
     records = read_all(ledger_dir)
     facts = await _store_facts(store, namespace, records, cfg, secret)
-    verdict = evaluate(records, facts, roles=cfg.roles, scenario=cfg.scenario, lease=cfg.lease)
+    verdict = evaluate(
+        records,
+        facts,
+        roles=cfg.roles,
+        scenario=cfg.scenario,
+        lease=cfg.lease,
+        breaker=cfg.breaker,
+        breaker_options=BREAKER_OPTIONS,
+    )
     failures = verdict.failures
     if timed_out:
         failures.insert(0, f"invalid run: not drained within --timeout {cfg.timeout:g} s")

@@ -49,7 +49,7 @@ def execute(i: int, salt: int, plan: Plan) -> int:
     if plan.down_until:
         now = time.time()
         down = plan.down_from <= now < plan.down_until
-        ledger.write("call", id=ctx.task_id, ok=not down)
+        ledger.write("call", id=ctx.task_id, k=ctx.token, ok=not down)
         if down:
             raise DownstreamDown("downstream unavailable")
     value = expected(i, salt)

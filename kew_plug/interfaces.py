@@ -147,6 +147,10 @@ class Breaker(_AsyncClosing, ABC):
     failure_threshold: int
     reset_timeout: float
     half_open_max_calls: int
+    #: Introspection for reports (the harness): did this object's last `record_failure` open
+    #: the circuit, and was its last granted `allow` a half-open probe?
+    tripped: bool = False
+    probe: bool = False
 
     @abstractmethod
     async def allow(self) -> bool:

@@ -91,3 +91,19 @@ def test_report_json_has_the_fixed_keys(kew_harness) -> None:  # type: ignore[no
         "cross_process_share", "payloads_left", "keys_without_ttl", "stale_settlements",
     ):  # fmt: skip
         assert key in report.data["checks"]
+
+
+@pytest.mark.parametrize("breaker", ["redis", "local"])
+def test_breaker_scenario_shared_versus_local(breaker: str) -> None:
+    report = harness.run(
+        procs=4, tasks=400, scenario="breaker", breaker=breaker, progress=False, timeout=60
+    )
+    br = report.data["breaker_report"]
+    assert report.ok, report.data["failures"]
+    assert br["opened"] >= 1 and br["threshold"] == 5
+    if breaker == "redis":
+        assert br["calls_while_open"] == 0
+        assert br["half_open_probes"] == 1
+    else:
+        # Each process has its own circuit: the others keep calling while one is open.
+        assert br["calls_while_open"] > 0

@@ -5,7 +5,8 @@
 -- ARGV[1] op: allow | success | failure | state | reset
 -- ARGV[2] failure threshold, ARGV[3] reset timeout ms, ARGV[4] half-open max calls,
 -- ARGV[5] ttl ms of the hash (refreshed by every write; the key never lacks a TTL).
--- Returns {state, granted 1|0 (allow only), retry-after ms (0 unless open), opened count}.
+-- Returns {state, flag, retry-after ms (0 unless open), opened count}; flag is 1 when an
+-- allow was granted, or when a failure opened the circuit (this call tripped it).
 -- Touches: KEYS[1] only. Time comes from the server (TIME), never from the caller.
 -- Open turns half-open lazily: the script works it out from oa on every call, and persists
 -- it only when an op has something to write. Reads (state, a closed allow) write nothing,
@@ -36,6 +37,7 @@ local granted = 0
 local write = false
 
 local function open_now()
+  granted = 1
   st = 'open'
   opened_at = now
   opened = opened + 1

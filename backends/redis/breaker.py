@@ -94,13 +94,16 @@ class RedisBreaker(Breaker):
         return BreakerState(_text(state)), int(granted) == 1, int(retry_ms), int(opened)
 
     async def allow(self) -> bool:
-        return (await self._call("allow"))[1]
+        state, granted, _, _ = await self._call("allow")
+        if granted:
+            self.probe = state is BreakerState.HALF_OPEN
+        return granted
 
     async def record_success(self) -> None:
         await self._call("success")
 
     async def record_failure(self) -> None:
-        await self._call("failure")
+        self.tripped = (await self._call("failure"))[1]
 
     async def state(self) -> BreakerState:
         return (await self._call("state"))[0]

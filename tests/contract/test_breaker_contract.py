@@ -211,3 +211,23 @@ async def test_reset_zeroes_failure_count_in_closed(make_breaker: MakeBreaker) -
     assert await breaker.state() == BreakerState.CLOSED
     await breaker.record_failure()
     assert await breaker.state() == BreakerState.OPEN
+
+
+async def test_tripped_marks_only_the_failure_that_opened_it(make_breaker: MakeBreaker) -> None:
+    breaker = await make_breaker(failure_threshold=3, reset_timeout=SHORT)
+    flags = []
+    for _ in range(3):
+        await breaker.record_failure()
+        flags.append(breaker.tripped)
+    assert flags == [False, False, True]
+    await breaker.record_failure()  # a straggler while open changes nothing
+    assert breaker.tripped is False
+
+
+async def test_probe_marks_half_open_grants_only(make_breaker: MakeBreaker) -> None:
+    breaker = await make_breaker(failure_threshold=1, reset_timeout=SHORT)
+    assert await breaker.allow() is True and breaker.probe is False
+    await half_open(breaker)
+    assert await breaker.allow() is True and breaker.probe is True
+    await breaker.record_success()
+    assert await breaker.allow() is True and breaker.probe is False
