@@ -222,12 +222,13 @@ def breaker_report(
         if episode is not None:
             per_episode[episode] += 1
     first_open = opens[0] if opens else float("inf")
-    report = {
+    probes = max(per_episode.values(), default=0)
+    report: dict[str, Any] = {
         "threshold": int(options.get("failure_threshold", 0)),
         "opened": len(opens),
         "failures_before_open": sum(1 for t in failed_calls if t < first_open),
         "calls_while_open": while_open,
-        "half_open_probes": max(per_episode.values(), default=0),
+        "half_open_probes": probes,
         "probes_per_episode": [per_episode[o] for o in sorted(per_episode)],
     }
     if not opens:
@@ -236,9 +237,9 @@ def breaker_report(
         failures.append(
             f"breaker: {while_open} downstream calls started while the shared circuit was open"
         )
-    if breaker == "redis" and report["half_open_probes"] > max_calls:
+    if breaker == "redis" and probes > max_calls:
         failures.append(
-            f"breaker: {report['half_open_probes']} probes in one half-open episode "
+            f"breaker: {probes} probes in one half-open episode "
             f"(at most {max_calls} allowed)"
         )
     return report

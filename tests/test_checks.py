@@ -85,14 +85,15 @@ def test_double_settlement_without_a_refusal_is_duplicated() -> None:
 
 
 def test_repeat_after_the_runner_was_killed_is_redelivered() -> None:
-    records = submitted("a") + [rec("run", 1.0, WORKER_A, id="a", a=1, k=1)]
+    records = [*submitted("a"), rec("run", 1.0, WORKER_A, id="a", a=1, k=1)]
     records += ran("a", 2.0, 2, WORKER_B, a=2)
     checks, failures = check(records, killed_pids=frozenset({WORKER_A}))
     assert (checks["redelivered"], checks["duplicated"], failures) == (1, 0, [])
 
 
 def test_planned_failure_then_retry_is_retried() -> None:
-    records = submitted("a") + [
+    records = [
+        *submitted("a"),
         rec("run", 1.0, id="a", a=1, k=1),
         rec("err", 1.0, id="a", a=1, k=1),
     ]
