@@ -25,13 +25,20 @@ class RedisServer:
     """A private redis-server. `durable=True` turns on the append-only file with fsync on
     every write, so a restart keeps every acknowledged write."""
 
-    def __init__(self, port: int = 0, durable: bool = False, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        durable: bool = False,
+        binary: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         found = binary or redis_server_binary()
         if found is None:
             raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
         self.binary = found
         self.port = port or free_port()
         self.durable = durable
+        self.extra_args = extra_args
         self.dir = Path(tempfile.mkdtemp(prefix="kew-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -50,6 +57,7 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        args += list(self.extra_args)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -65,7 +73,8 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                reply = s.recv(64)
+                return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
         except OSError:
             return False
 

@@ -109,7 +109,6 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._abandoning = False
-        self._probe_denied = False  # a claimed task was refused by a half-open breaker
         self._closing = False
         self._in_flight: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
@@ -131,6 +130,9 @@ class Worker:
     # -- main loop ------------------------------------------------------------------------
 
     async def _run(self, until_idle: bool) -> WorkerStats:
+        ping = getattr(self.queue.store, "ping", None)
+        if ping is not None:
+            await ping()  # an unreachable or refusing store fails now, in one line
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="kew-task")
         background = [
             asyncio.create_task(self._settler(), name="kew-settler"),
@@ -155,16 +157,9 @@ class Worker:
             if breaker is not None:
                 state = await breaker.state()
                 if state is BreakerState.OPEN:
-                    self._probe_denied = False
                     await self._until(self._stop.wait(), max(0.01, await breaker.retry_after()))
                     continue
                 if state is BreakerState.HALF_OPEN:
-                    if self._probe_denied:
-                        # The probes of this episode are taken (here, or elsewhere with a shared
-                        # breaker): claiming now would be refused and released in a busy loop.
-                        self._probe_denied = False
-                        await self._until(self._stop.wait(), HALF_OPEN_PAUSE)
-                        continue
                     free = min(free, breaker.half_open_max_calls)
                     half_open = True
             self._wake.clear()
@@ -178,7 +173,9 @@ class Worker:
             for claim in batch.claims:
                 self._start(claim)
             if batch.claims:
-                if half_open:  # let these reach allow() before claiming more
+                if half_open:
+                    # While a probe runs, more claims are refused by allow() and released at
+                    # once: pace them instead of spinning claim/release against the store.
                     await self._until(self._wake.wait(), HALF_OPEN_PAUSE)
                 continue
             if until_idle and await self._idle():
@@ -256,7 +253,6 @@ class Worker:
         breaker = self.queue.breaker
         if breaker is not None and not await breaker.allow():
             self.stats.breaker_denied += 1
-            self._probe_denied = True
             await self._release([claim])
             return
         await run_hooks("start", self.hooks["start"], event)

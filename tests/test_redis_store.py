@@ -1,0 +1,157 @@
+"""RedisStore beyond the contract: one hash slot per script, bounded key life, connection
+faults, and one-line errors for unreachable or refusing servers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from backends.fake import FakeRedisStore
+from backends.redis import RedisStore
+from harness.servers import RedisServer, redis_server_binary
+from kew_plug import Queue, RetryPolicy, StoreUnavailable, Worker
+from kew_plug.models import NewTask, Outcome, OutcomeKind
+
+needs_redis = pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server")
+
+
+class SlotRecorder(FakeRedisStore):
+    """Records the slot of every key each script receives, ids resolved from the prefix."""
+
+    calls: list[tuple[str, set[int]]]
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        reply = await super()._run(name, keys, args)
+        names = list(keys)
+        prefixes = [k for k in keys if k.endswith(":t:")]
+        if prefixes:  # ids the script found itself come back in its reply
+            names += [prefixes[0] + r.decode() for r in reply if isinstance(r, bytes)]
+        self.calls.append((name, {key_slot(k.encode()) for k in names}))
+        return reply
+
+
+async def test_every_script_touches_one_hash_slot() -> None:
+    store = SlotRecorder(result_ttl=60)
+    store.calls = []
+    q = "slots"
+    await store.enqueue(q, [NewTask(f"t{i}", b"p", 0, 0, 2) for i in range(6)])
+    await store.enqueue(q, [NewTask("later", b"p", 0, 10, 2)])
+    claims = (await store.claim(q, "w", 6, 50)).claims
+    await store.renew(q, claims[:2], 50)
+    await store.release(q, claims[2:3])
+    await store.settle(
+        q,
+        [
+            Outcome(claims[0].id, claims[0].token, OutcomeKind.COMPLETE, b"r"),
+            Outcome(claims[1].id, claims[1].token, OutcomeKind.RETRY, delay_ms=1),
+            Outcome(claims[3].id, claims[3].token, OutcomeKind.DEAD, error="x"),
+        ],
+    )
+    await store.requeue(q, [claims[3].id])
+    await asyncio.sleep(0.1)  # let the 50 ms leases run out so recover has work to do
+    report = await store.recover(q)
+    assert report.requeued or report.dead
+    names = {name for name, _ in store.calls}
+    assert names == {"enqueue", "claim", "renew", "release", "settle", "requeue", "recover"}
+    expected = key_slot(store.keys(q).ready.encode())
+    for name, slots in store.calls:
+        assert slots == {expected}, f"{name} touched slots {slots}"
+    await store.aclose()
+
+
+async def test_no_key_lacks_a_ttl_after_a_full_run() -> None:
+    store = FakeRedisStore(namespace="ttl")
+    queue = Queue(store, "cloudpickle", "redis", name="ttlq", retries=1)
+
+    def fail() -> None:
+        raise RuntimeError("always")
+
+    for i in range(20):
+        await queue.submit(pow, (i, 2))
+    await queue.submit(fail)
+    await queue.submit(pow, (2, 3), delay=0.05)
+    await Worker(queue, retry=RetryPolicy(base=0.01)).drain()
+    await queue.breaker.record_failure()  # type: ignore[union-attr]  # writes the breaker key
+    live = set(store.keys("ttlq").live_structures)
+    keys = [k.decode() for k in await store.scan("ttl:*")]
+    assert len(keys) > 20
+    without_ttl = [k for k in keys if k not in live and await store.client.pttl(k) == -1]
+    assert without_ttl == []
+    breaker_keys = [k for k in keys if ":breaker:" in k]
+    assert breaker_keys and all([await store.client.pttl(k) > 0 for k in breaker_keys])
+    await queue.aclose()
+
+
+async def test_unreachable_server_fails_in_one_line_naming_the_host() -> None:
+    store = RedisStore.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(StoreUnavailable) as err:
+        await store.ping()
+    message = str(err.value)
+    assert "127.0.0.1:1" in message and "\n" not in message
+    queue = Queue(store, name="x")
+    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
+        await Worker(queue).drain()
+    await store.aclose()
+
+
+@needs_redis
+async def test_wrong_password_fails_in_one_line() -> None:
+    with RedisServer(extra_args=("--requirepass", "right-password")) as server:
+        url = f"redis://:wrong-password@127.0.0.1:{server.port}/0"
+        store = RedisStore.from_url(url)
+        with pytest.raises(StoreUnavailable, match="refused the credentials") as err:
+            await store.ping()
+        assert f"127.0.0.1:{server.port}" in str(err.value)
+        assert "wrong-password" not in str(err.value)
+        await store.aclose()
+        good = RedisStore.from_url(f"redis://:right-password@127.0.0.1:{server.port}/0")
+        await good.ping()
+        await good.aclose()
+
+
+RUNS: list[int] = []
+GATE = asyncio.Event()
+
+
+async def gated_task(i: int) -> int:
+    """Importable, so it travels by reference and shares RUNS and GATE with the test."""
+    RUNS.append(i)
+    if i == 0:
+        await GATE.wait()
+    return i
+
+
+@needs_redis
+async def test_worker_survives_a_server_restart_without_losing_or_repeating(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    global GATE
+    caplog.set_level(logging.WARNING, "kew_plug.worker")
+    RUNS.clear()
+    GATE = asyncio.Event()
+    with RedisServer(durable=True) as server:
+        store = RedisStore.from_url(server.url, namespace="restart")
+        queue = Queue(store, "cloudpickle", name="r", secret="s" * 32)
+        worker = Worker(queue, concurrency=1, lease=30, shutdown_timeout=5)
+        await queue.submit(gated_task, (0,))
+        running = asyncio.create_task(worker.drain())
+        while not RUNS:
+            await asyncio.sleep(0.01)
+        server.restart()  # the worker's connections die while task 0 runs
+        for i in range(1, 20):
+            for _ in range(100):
+                try:
+                    await queue.submit(gated_task, (i,))
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(0.05)
+        GATE.set()
+        await asyncio.wait_for(running, 60)
+        assert sorted(RUNS) == list(range(20))  # each exactly once
+        assert await store.payload_ids("r") == set()
+        assert (await store.stats("r")).pending == 0
+        await queue.aclose()
