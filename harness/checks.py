@@ -239,7 +239,6 @@ def breaker_report(
         )
     if breaker == "redis" and probes > max_calls:
         failures.append(
-            f"breaker: {probes} probes in one half-open episode "
-            f"(at most {max_calls} allowed)"
+            f"breaker: {probes} probes in one half-open episode (at most {max_calls} allowed)"
         )
     return report

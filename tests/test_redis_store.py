@@ -115,12 +115,14 @@ async def test_wrong_password_fails_in_one_line() -> None:
 
 RUNS: list[int] = []
 GATE = asyncio.Event()
+STARTED = asyncio.Event()
 
 
 async def gated_task(i: int) -> int:
     """Importable, so it travels by reference and shares RUNS and GATE with the test."""
     RUNS.append(i)
     if i == 0:
+        STARTED.set()
         await GATE.wait()
     return i
 
@@ -129,18 +131,17 @@ async def gated_task(i: int) -> int:
 async def test_worker_survives_a_server_restart_without_losing_or_repeating(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    global GATE
+    global GATE, STARTED
     caplog.set_level(logging.WARNING, "kew_plug.worker")
     RUNS.clear()
-    GATE = asyncio.Event()
+    GATE, STARTED = asyncio.Event(), asyncio.Event()
     with RedisServer(durable=True) as server:
         store = RedisStore.from_url(server.url, namespace="restart")
         queue = Queue(store, "cloudpickle", name="r", secret="s" * 32)
         worker = Worker(queue, concurrency=1, lease=30, shutdown_timeout=5)
         await queue.submit(gated_task, (0,))
         running = asyncio.create_task(worker.drain())
-        while not RUNS:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(STARTED.wait(), 30)
         server.restart()  # the worker's connections die while task 0 runs
         for i in range(1, 20):
             for _ in range(100):
