@@ -64,6 +64,7 @@ class LocalBreaker(Breaker):
         self._outcomes: deque[bool] = deque(maxlen=window)
         self._opened_at = 0.0
         self._probes = 0
+        self._probed_at = 0.0
         self._opened_count = 0
 
     @property
@@ -78,6 +79,14 @@ class LocalBreaker(Breaker):
             and self._clock() - self._opened_at >= self.reset_timeout
         ):
             self._state = BreakerState.HALF_OPEN
+            self._probes = 0
+        elif (
+            self._state is BreakerState.HALF_OPEN
+            and self._probes >= self.half_open_max_calls
+            and self._clock() - self._probed_at >= self.reset_timeout
+        ):
+            # The probes never reported (their process died): start a new episode rather
+            # than stay half-open and refuse every caller for ever.
             self._probes = 0
         return self._state
 
@@ -105,6 +114,7 @@ class LocalBreaker(Breaker):
             return True
         if state is BreakerState.HALF_OPEN and self._probes < self.half_open_max_calls:
             self._probes += 1
+            self._probed_at = self._clock()
             self.probe = True
             return True
         return False

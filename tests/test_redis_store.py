@@ -156,3 +156,25 @@ async def test_worker_survives_a_server_restart_without_losing_or_repeating(
         assert await store.payload_ids("r") == set()
         assert (await store.stats("r")).pending == 0
         await queue.aclose()
+
+
+@pytest.mark.parametrize("server", ["embedded", "redis"])
+async def test_wait_blocks_until_timeout_and_wakes_on_enqueue(
+    server: str, request: pytest.FixtureRequest, namespace: str
+) -> None:
+    """The wake-up must really block on both servers (fakeredis's BLMOVE does not)."""
+    url = request.getfixturevalue("embedded_url" if server == "embedded" else "redis_url")
+    waiter = RedisStore.from_url(url, namespace=namespace)
+    producer = RedisStore.from_url(url, namespace=namespace)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await waiter.wait("w", 0.3) is False
+    assert loop.time() - started >= 0.25
+    pending = asyncio.ensure_future(waiter.wait("w", 5.0))
+    await asyncio.sleep(0.05)  # let the waiter block first; the wake must reach a blocked client
+    started = loop.time()
+    await producer.enqueue("w", [NewTask("x", b"p")])
+    assert await asyncio.wait_for(pending, 3.0) is True
+    assert loop.time() - started < 0.5
+    await waiter.aclose()
+    await producer.aclose()

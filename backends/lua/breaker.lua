@@ -1,7 +1,9 @@
 -- breaker: every transition of a circuit breaker shared by all processes, one atomic step.
 -- KEYS[1] the breaker hash. Fields: st (closed | open | half_open), f (consecutive failures
 -- while closed), oa (opened-at ms, server clock), p (probes granted in this half-open
--- episode), n (times opened over the breaker's life; reset keeps it).
+-- episode), pa (when the last probe was granted), n (times opened over the breaker's life;
+-- reset keeps it). Probes that never report (their process died) expire after the reset
+-- timeout, and a new half-open episode begins, so a lost probe cannot jam every process.
 -- ARGV[1] op: allow | success | failure | state | reset
 -- ARGV[2] failure threshold, ARGV[3] reset timeout ms, ARGV[4] half-open max calls,
 -- ARGV[5] ttl ms of the hash (refreshed by every write; the key never lacks a TTL).
@@ -21,15 +23,18 @@ local ttl_ms = ARGV[5]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local h = redis.call('HMGET', key, 'st', 'f', 'oa', 'p', 'n')
+local h = redis.call('HMGET', key, 'st', 'f', 'oa', 'p', 'n', 'pa')
 local st = h[1] or 'closed'
 local fails = tonumber(h[2]) or 0
 local opened_at = tonumber(h[3]) or 0
 local probes = tonumber(h[4]) or 0
 local opened = tonumber(h[5]) or 0
+local probed_at = tonumber(h[6]) or 0
 
 if st == 'open' and now - opened_at >= reset_ms then
   st = 'half_open'
+  probes = 0
+elseif st == 'half_open' and probes >= max_calls and now - probed_at >= reset_ms then
   probes = 0
 end
 
@@ -51,6 +56,7 @@ if op == 'allow' then
     granted = 1
   elseif st == 'half_open' and probes < max_calls then
     probes = probes + 1
+    probed_at = now
     granted = 1
     write = true
   end
@@ -86,7 +92,8 @@ elseif op ~= 'state' then
 end
 
 if write then
-  redis.call('HSET', key, 'st', st, 'f', fails, 'oa', opened_at, 'p', probes, 'n', opened)
+  redis.call('HSET', key, 'st', st, 'f', fails, 'oa', opened_at, 'p', probes, 'n', opened,
+    'pa', probed_at)
   redis.call('PEXPIRE', key, ttl_ms)
 end
 

@@ -231,3 +231,18 @@ async def test_probe_marks_half_open_grants_only(make_breaker: MakeBreaker) -> N
     assert await breaker.allow() is True and breaker.probe is True
     await breaker.record_success()
     assert await breaker.allow() is True and breaker.probe is False
+
+
+async def test_a_probe_that_never_reports_expires_after_reset_timeout(
+    make_breaker: MakeBreaker,
+) -> None:
+    breaker = await make_breaker(failure_threshold=1, reset_timeout=SHORT)
+    await half_open(breaker)
+    assert await breaker.allow() is True  # the probe's process then dies silently
+    assert await breaker.allow() is False
+    started = time.monotonic()
+    while not await breaker.allow():
+        assert time.monotonic() - started < SHORT + 2.0, "lost probe jammed the breaker"
+        await asyncio.sleep(0.01)
+    assert time.monotonic() - started >= SHORT - 0.05
+    assert await breaker.allow() is False  # one new probe per new episode
