@@ -44,6 +44,7 @@ class ChildSpec:
     last: int
     salt: int
     task_kind: str
+    task_fn: str  # a user's package.module:function, or ""
     scenario: str
     concurrency: int
     lease: float
@@ -98,10 +99,11 @@ def build_queue(spec: ChildSpec, store: Store, ledger: LedgerWriter) -> Queue:
 
 def plan_for(spec: ChildSpec, i: int) -> tasks.Plan:
     if spec.scenario == "retry" and i % 4 == 0:
-        return tasks.Plan(fails=1 + i % 3)
+        return tasks.Plan(fails=1 + i % 3, fn=spec.task_fn)
     if spec.scenario == "breaker":
-        return tasks.Plan(down_from=spec.downstream[0], down_until=spec.downstream[1])
-    return tasks.Plan()
+        down_from, down_until = spec.downstream
+        return tasks.Plan(down_from=down_from, down_until=down_until, fn=spec.task_fn)
+    return tasks.Plan(fn=spec.task_fn)
 
 
 def delay_for(spec: ChildSpec, i: int) -> float | None:
@@ -139,7 +141,7 @@ async def submit_share(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
             rows.append(
                 {
                     "id": task_id,
-                    "x": tasks.expected(i, spec.salt),
+                    "x": tasks.value_for(i, spec.salt, plan),
                     "d": delay or 0.0,
                     "f": plan.fails,
                 }

@@ -42,6 +42,12 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=120.0, help="bound on the whole run, s")
     p.add_argument("--task-kind", default="closure", choices=["closure", "module"])
+    p.add_argument(
+        "--task",
+        default=None,
+        help="your own task body: package.module:function, sync, taking the task number i "
+        "and returning a JSON-like value (checked against calling it locally)",
+    )
     p.add_argument("--concurrency", type=int, default=16, help="task slots per worker")
     p.add_argument("--lease", type=float, default=10.0, help="lease length, s")
     p.add_argument("--json", dest="json_path", default=None, help="write the report here")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 SCENARIOS = ("basic", "retry", "deferred", "breaker")
@@ -40,6 +41,7 @@ class RunConfig:
     seed: int = 0
     timeout: float = 120.0
     task_kind: str = "closure"
+    task: str | None = None  # package.module:function, sync, int -> JSON-like value
     concurrency: int = 16
     lease: float = 10.0
     batch: int = 200
@@ -67,6 +69,14 @@ class RunConfig:
             )
         if self.scenario == "breaker" and self.breaker == "none":
             raise ConfigError("--scenario breaker needs --breaker local or --breaker redis")
+        if self.task is not None:
+            module, sep, name = self.task.partition(":")
+            try:
+                fn = getattr(importlib.import_module(module), name) if sep else None
+            except (ImportError, AttributeError) as e:
+                raise ConfigError(f"--task {self.task!r} cannot be loaded: {e}") from e
+            if not callable(fn):
+                raise ConfigError(f"--task {self.task!r} is not a package.module:function")
         if any(self.faults.values()):
             raise ConfigError("--faults is not built yet: fault injection lands with its own issue")
         if self.timeout <= 0:

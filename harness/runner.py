@@ -4,6 +4,7 @@ the workers once the run has drained, then checks ledgers and store."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -161,6 +162,7 @@ def _plan_children(
                 last=last,
                 salt=cfg.seed * 7919 + index,
                 task_kind=cfg.task_kind,
+                task_fn=cfg.task or "",
                 scenario=cfg.scenario,
                 concurrency=cfg.concurrency,
                 lease=cfg.lease,
@@ -336,7 +338,8 @@ async def _read_results(
         for task_id, rec in zip(chunk, recs, strict=True):
             if rec is not None and rec.result is not None:
                 try:
-                    out[task_id] = q.serializer.loads(rec.result)
+                    # Compared with ledger values, which went through JSON.
+                    out[task_id] = json.loads(json.dumps(q.serializer.loads(rec.result)))
                 except KewError as e:
                     out[task_id] = f"<unreadable result: {e}>"
     return out

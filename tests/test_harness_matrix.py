@@ -107,3 +107,17 @@ def test_breaker_scenario_shared_versus_local(breaker: str) -> None:
     else:
         # Each process has its own circuit: the others keep calling while one is open.
         assert br["calls_while_open"] > 0
+
+
+def test_user_task_function_through_the_plugin_fixture(kew_harness) -> None:  # type: ignore[no-untyped-def]
+    report = kew_harness(procs=2, tasks=100, roles="split", task="tests.user_tasks:word_stats")
+    assert report.ok, report.data["failures"]
+    assert report.data["checks"]["wrong_results"] == 0
+
+
+def test_user_task_whose_value_depends_on_the_process_is_caught(kew_harness) -> None:  # type: ignore[no-untyped-def]
+    report = kew_harness(
+        procs=2, tasks=50, roles="split", task="tests.user_tasks:wrong_on_other_processes"
+    )
+    assert not report.ok
+    assert report.data["checks"]["wrong_results"] > 0
