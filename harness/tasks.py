@@ -52,7 +52,7 @@ def value_for(i: int, salt: int, plan: Plan) -> Any:
     return user_function(plan.fn)(i) if plan.fn else expected(i, salt)
 
 
-def execute(i: int, salt: int, plan: Plan) -> int:
+def execute(i: int, salt: int, plan: Plan) -> Any:
     ctx = current_task()
     ledger = LEDGER
     if ctx is None or ledger is None:
@@ -72,11 +72,11 @@ def execute(i: int, salt: int, plan: Plan) -> int:
     return value
 
 
-def module_task(i: int, salt: int, plan: Plan) -> int:
+def module_task(i: int, salt: int, plan: Plan) -> Any:
     return execute(i, salt, plan)
 
 
-async def module_task_async(i: int, salt: int, plan: Plan) -> int:
+async def module_task_async(i: int, salt: int, plan: Plan) -> Any:
     return execute(i, salt, plan)
 
 
@@ -84,12 +84,12 @@ def closure_task(salt: int, plan: Plan, is_async: bool) -> Callable[..., Any]:
     """A function made now, capturing `salt` and `plan`: it can only travel by value."""
     if is_async:
 
-        async def async_body(i: int) -> int:
+        async def async_body(i: int) -> Any:
             return execute(i, salt, plan)
 
         return async_body
 
-    def body(i: int) -> int:
+    def body(i: int) -> Any:
         return execute(i, salt, plan)
 
     return body
