@@ -16,6 +16,7 @@ from typing import Any
 from harness import tasks
 from harness.ledger import LedgerWriter
 from harness.recording import RecordingBreaker
+from kew_plug.errors import StoreUnavailable
 from kew_plug.hooks import TaskEvent
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.queue import Queue, TaskSpec
@@ -45,6 +46,7 @@ class ChildSpec:
     salt: int
     task_kind: str
     task_fn: str  # a user's package.module:function, or ""
+    task_ms: float
     scenario: str
     concurrency: int
     lease: float
@@ -99,11 +101,13 @@ def build_queue(spec: ChildSpec, store: Store, ledger: LedgerWriter) -> Queue:
 
 def plan_for(spec: ChildSpec, i: int) -> tasks.Plan:
     if spec.scenario == "retry" and i % 4 == 0:
-        return tasks.Plan(fails=1 + i % 3, fn=spec.task_fn)
+        return tasks.Plan(fails=1 + i % 3, fn=spec.task_fn, ms=spec.task_ms)
     if spec.scenario == "breaker":
         down_from, down_until = spec.downstream
-        return tasks.Plan(down_from=down_from, down_until=down_until, fn=spec.task_fn)
-    return tasks.Plan(fn=spec.task_fn)
+        return tasks.Plan(
+            down_from=down_from, down_until=down_until, fn=spec.task_fn, ms=spec.task_ms
+        )
+    return tasks.Plan(fn=spec.task_fn, ms=spec.task_ms)
 
 
 def delay_for(spec: ChildSpec, i: int) -> float | None:
@@ -147,10 +151,23 @@ async def submit_share(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
                 }
             )
         ledger.write_many("int", [{"id": r["id"]} for r in rows])
-        handles = await q.submit_many(specs)
-        accepted = {h.id for h in handles if h.accepted}
+        accepted = await submit_with_retry(q, specs)
         ledger.write_many("sub", [r for r in rows if r["id"] in accepted])
     ledger.write("subdone")
+
+
+async def submit_with_retry(q: Queue, specs: list[TaskSpec]) -> set[str]:
+    """Submit a batch, retrying while the store is unreachable. Ids are unique to this run,
+    so an id reported as a duplicate on a retry was stored by the attempt whose reply was
+    lost: it counts as accepted."""
+    for attempt in range(200):
+        try:
+            handles = await q.submit_many(specs)
+        except StoreUnavailable:
+            await asyncio.sleep(min(1.0, 0.05 * (attempt + 1)))
+            continue
+        return {h.id for h in handles if h.accepted or attempt > 0}
+    raise StoreUnavailable("store unreachable for too long while submitting")
 
 
 async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter, stop: Any) -> None:
@@ -171,6 +188,7 @@ async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter, stop: Any) -> No
         shutdown_timeout=5.0,
         recover_interval=min(1.0, spec.lease / 4),
     )
+    worker.install_signal_handlers()  # SIGTERM: a graceful stop
     loop = asyncio.get_running_loop()
     threading.Thread(
         target=lambda: (stop.wait(), loop.call_soon_threadsafe(worker.stop)), daemon=True

@@ -49,13 +49,21 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
         "and returning a JSON-like value (checked against calling it locally)",
     )
     p.add_argument("--concurrency", type=int, default=16, help="task slots per worker")
-    p.add_argument("--lease", type=float, default=10.0, help="lease length, s")
+    p.add_argument(
+        "--lease", type=float, default=None, help="lease length, s (10; 2 with pause faults)"
+    )
+    p.add_argument("--task-ms", type=float, default=None, help="task body duration, ms")
     p.add_argument("--json", dest="json_path", default=None, help="write the report here")
     p.add_argument("--keep", action="store_true", help="keep ledgers and store keys")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     ns = p.parse_args(argv)
     values = vars(ns)
     values["faults"] = parse_faults(values["faults"])
+    faulty = any(values["faults"].values())
+    if values["lease"] is None:
+        values["lease"] = 2.0 if values["faults"].get("pause") else 10.0
+    if values["task_ms"] is None:
+        values["task_ms"] = 2.0 if faulty else 0.0
     return RunConfig(**values)
 
 

@@ -44,6 +44,7 @@ class RunConfig:
     task: str | None = None  # package.module:function, sync, int -> JSON-like value
     concurrency: int = 16
     lease: float = 10.0
+    task_ms: float = 0.0  # time each task body takes, so kills and pauses land mid-task
     batch: int = 200
     json_path: str | None = None
     namespace: str | None = None
@@ -77,7 +78,14 @@ class RunConfig:
                 raise ConfigError(f"--task {self.task!r} cannot be loaded: {e}") from e
             if not callable(fn):
                 raise ConfigError(f"--task {self.task!r} is not a package.module:function")
-        if any(self.faults.values()):
-            raise ConfigError("--faults is not built yet: fault injection lands with its own issue")
+        if self.faults.get("restart") and (self.store != "redis" or self.redis_url):
+            raise ConfigError(
+                "--faults restart=N needs a server the harness owns: --store redis without "
+                "--redis-url (it never restarts a server it did not start)"
+            )
+        if self.faults.get("drop") and self.store in ("memory",):
+            raise ConfigError("--faults drop=N needs a Redis server (fakeredis or redis)")
+        if self.task_ms < 0:
+            raise ConfigError("--task-ms must be >= 0")
         if self.timeout <= 0:
             raise ConfigError("--timeout must be positive")

@@ -4,6 +4,7 @@ the workers once the run has drained, then checks ledgers and store."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -22,6 +23,7 @@ import multiprocess
 from harness.checks import StoreFacts, evaluate
 from harness.child import ChildSpec, build_store, child_main
 from harness.config import ConfigError, RunConfig
+from harness.faults import Injector, drop_all_clients, plan_faults, restart_in_thread
 from harness.ledger import LedgerTail, read_all
 from kew_plug.errors import KewError, StoreUnavailable
 from kew_plug.interfaces import Store
@@ -105,7 +107,7 @@ async def arun(cfg: RunConfig, on_progress: Callable[[Progress], None] | None = 
     workdir = Path(tempfile.mkdtemp(prefix="kew-harness-"))
     try:
         url = servers.url_for(cfg)
-        return await _run(cfg, url, workdir, notes, on_progress)
+        return await _run(cfg, url, workdir, notes, on_progress, servers)
     finally:
         servers.stop()
         if not cfg.keep:
@@ -163,6 +165,7 @@ def _plan_children(
                 salt=cfg.seed * 7919 + index,
                 task_kind=cfg.task_kind,
                 task_fn=cfg.task or "",
+                task_ms=cfg.task_ms,
                 scenario=cfg.scenario,
                 concurrency=cfg.concurrency,
                 lease=cfg.lease,
@@ -181,6 +184,7 @@ async def _run(
     workdir: Path,
     notes: list[str],
     on_progress: Callable[[Progress], None] | None,
+    servers: _Servers,
 ) -> Report:
     namespace = cfg.namespace or f"kh{uuid.uuid4().hex[:10]}"
     ledger_dir = workdir / "ledger"
@@ -190,11 +194,46 @@ async def _run(
     stop = ctx.Event()
     secret = secrets.token_hex(32)  # every run signs its payloads with a fresh key
     specs = _plan_children(cfg, url, namespace, ledger_dir, secret)
-    procs = [ctx.Process(target=child_main, args=(s, stop), daemon=True) for s in specs]
-    started = time.monotonic()
-    for p in procs:
+    procs: list[Any] = []
+    by_pid: dict[int, ChildSpec] = {}
+
+    def spawn(spec: ChildSpec) -> None:
+        p = ctx.Process(target=child_main, args=(spec, stop), daemon=True)
         p.start()
-    progress, drained, timed_out = await _watch(cfg, store, procs, specs, ledger_dir, on_progress)
+        procs.append(p)
+        by_pid[p.pid] = spec
+
+    def replace_worker(victim: Any) -> None:
+        old = by_pid[victim.pid]
+        spawn(dataclasses.replace(old, index=len(procs), submits=False, works=True))
+
+    def victims() -> list[Any]:
+        # Workers only, and only once they have submitted their share: a kill must not
+        # make tasks vanish that were never accepted.
+        done = _submitters_done(ledger_dir)
+        return [
+            p
+            for p in procs
+            if p.is_alive() and by_pid[p.pid].works and (not by_pid[p.pid].submits or p.pid in done)
+        ]
+
+    injector = Injector(
+        plan_faults(cfg.faults, cfg.seed, cfg.lease),
+        cfg.seed,
+        victims,
+        replace_worker,
+        (lambda: restart_in_thread(servers.redis)) if servers.redis is not None else None,
+        (lambda: drop_all_clients(url)) if url is not None else None,
+    )
+    started = time.monotonic()
+    for spec in specs:
+        spawn(spec)
+    try:
+        progress, drained, timed_out = await _watch(
+            cfg, store, procs, specs, ledger_dir, on_progress, injector
+        )
+    finally:
+        injector.heal()
     wall = time.monotonic() - started
     stop.set()
     for p in procs:
@@ -212,13 +251,14 @@ async def _run(
         roles=cfg.roles,
         scenario=cfg.scenario,
         lease=cfg.lease,
+        killed_pids=frozenset(injector.killed),
         breaker=cfg.breaker,
         breaker_options=BREAKER_OPTIONS,
     )
     failures = verdict.failures
     if timed_out:
         failures.insert(0, f"invalid run: not drained within --timeout {cfg.timeout:g} s")
-    crashed = [p.pid for p in procs if p.exitcode not in (0, None, -signal.SIGKILL)]
+    crashed = [p.pid for p in procs if p.exitcode not in (0, None) and p.pid not in injector.killed]
     if crashed:
         failures.append(f"processes exited abnormally: {crashed} (see {workdir}/p*.log)")
     if not cfg.keep:
@@ -241,9 +281,19 @@ async def _run(
         "checks": verdict.checks,
         "per_process": verdict.per_process,
         "failures": failures,
+        "fault_log": injector.log,
         **verdict.details,
     }
     return Report(data, notes, str(workdir) if cfg.keep else None)
+
+
+def _submitters_done(ledger_dir: Path) -> set[int]:
+    done = set()
+    for path in ledger_dir.glob("*.jsonl"):
+        if b'"e":"subdone"' in path.read_bytes():
+            first = path.read_bytes().split(b"\n", 1)[0]
+            done.add(int(json.loads(first)["p"]))
+    return done
 
 
 async def _watch(
@@ -253,6 +303,7 @@ async def _watch(
     specs: list[ChildSpec],
     ledger_dir: Path,
     on_progress: Callable[[Progress], None] | None,
+    injector: Injector,
 ) -> tuple[Progress, bool, bool]:
     """Follow the ledgers until every accepted task reached an end and the store is empty."""
     tail, progress = LedgerTail(ledger_dir), Progress()
@@ -281,17 +332,23 @@ async def _watch(
         now = time.monotonic()
         if changed:
             last_change = now
-        if submitters_done == n_submitters and store.shared:
+        await injector.tick(progress.completed / max(1, cfg.tasks))
+        healed = not injector.busy
+        if healed and submitters_done == n_submitters and store.shared:
             # Drained when the store holds nothing unfinished; whatever the ledgers then
             # lack is lost, which the checker reports.
-            if (await store.stats(QUEUE)).pending == 0:
+            try:
+                pending = (await store.stats(QUEUE)).pending
+            except StoreUnavailable:
+                pending = -1  # restarting or dropped: look again on the next tick
+            if pending == 0:
                 return progress, True, False
         elif submitters_done == n_submitters and accepted <= finished:
             return progress, True, False
         stalled = stall_limit is not None and now - last_change > stall_limit
         if stalled and submitters_done == n_submitters:
             return progress, True, False  # a process-local store: nothing more will come
-        if any(p.exitcode not in (None, 0) for p in procs) and not cfg.faults.get("kill"):
+        if any(p.exitcode not in (None, 0) and p.pid not in injector.killed for p in procs):
             return progress, False, False  # reported as an abnormal exit by the caller
         if now > deadline:
             return progress, False, True

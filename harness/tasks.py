@@ -34,6 +34,7 @@ class Plan:
     down_from: float = 0.0
     down_until: float = 0.0
     fn: str = ""  # a user's `package.module:function` computing the value from i
+    ms: float = 0.0  # how long the body takes
 
 
 def expected(i: int, salt: int) -> int:
@@ -58,6 +59,8 @@ def execute(i: int, salt: int, plan: Plan) -> Any:
     if ctx is None or ledger is None:
         raise RuntimeError("harness task run outside a harness worker")
     ledger.write("run", id=ctx.task_id, a=ctx.attempt, k=ctx.token)
+    if plan.ms:
+        time.sleep(plan.ms / 1000)  # in a thread for sync bodies; blocks the loop for async
     if ctx.attempt <= plan.fails:
         ledger.write("err", id=ctx.task_id, a=ctx.attempt, k=ctx.token)
         raise PlannedFailure(f"planned failure {ctx.attempt} of {plan.fails}")

@@ -10,6 +10,7 @@ import functools
 import inspect
 import logging
 import os
+import signal
 import socket
 import time
 import uuid
@@ -118,6 +119,13 @@ class Worker:
     def stop(self) -> None:
         """Ask the worker to stop: no new claims; running tasks get shutdown_timeout."""
         self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the worker gracefully (call from inside the running loop).
+        Unfinished claims are released, so another worker takes them at once."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
 
     async def run(self) -> WorkerStats:
         """Work until `stop()` is called."""
@@ -391,8 +399,13 @@ class Worker:
                     claims = list(self._held.values())
                     held = await store.renew(q, claims, self.lease_ms)
                     last_renew = time.monotonic()
+                    # A claim whose outcome is being settled may be reported lost because
+                    # the settlement got there first; the settler reports its own verdict.
+                    settling = self._in_flight | {o.id for o in self._outbox}
                     for claim, ok in zip(claims, held, strict=True):
-                        if not ok and self._held.pop(claim.id, None) is not None:
+                        if ok or claim.id in settling:
+                            continue
+                        if self._held.pop(claim.id, None) is not None:
                             self.stats.stale += 1
                             log.warning("lease of task %s was lost while it ran", claim.id)
                 await store.recover(q)

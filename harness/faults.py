@@ -1,0 +1,132 @@
+"""Fault injection: SIGKILL a worker (a replacement is started), SIGSTOP one past its lease
+and SIGCONT it (the zombie), restart the store server the harness owns, drop every client
+connection. Faults fire at points of progress chosen by the seed; each is logged with its
+time so the report can say what happened when."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Fault:
+    kind: str
+    at: float  # fraction of tasks completed when it fires
+    duration: float = 0.0  # pauses: how long the process stays stopped
+    fired: bool = False
+
+
+def plan_faults(counts: dict[str, int], seed: int, lease: float) -> list[Fault]:
+    rng = random.Random(seed)
+    faults: list[Fault] = []
+    for _ in range(counts.get("kill", 0)):
+        faults.append(Fault("kill", rng.uniform(0.05, 0.85)))
+    for n in range(counts.get("pause", 0)):
+        # Alternate zombies (stopped past the lease) with short stops that must cost nothing.
+        long = n % 2 == 0
+        faults.append(Fault("pause", rng.uniform(0.05, 0.7), lease * (1.6 if long else 0.3)))
+    for _ in range(counts.get("restart", 0)):
+        faults.append(Fault("restart", rng.uniform(0.2, 0.7)))
+    for _ in range(counts.get("drop", 0)):
+        faults.append(Fault("drop", rng.uniform(0.1, 0.8)))
+    return sorted(faults, key=lambda f: f.at)
+
+
+@dataclass
+class Injector:
+    faults: list[Fault]
+    seed: int
+    victims: Callable[[], list[Any]]  # live worker processes that may be hit
+    replace: Callable[[Any], None]  # start a worker in place of a killed one
+    restart_server: Callable[[], Awaitable[None]] | None
+    drop_clients: Callable[[], Awaitable[int]] | None
+    started: float = field(default_factory=time.monotonic)
+    log: list[dict[str, Any]] = field(default_factory=list)
+    killed: set[int] = field(default_factory=set)
+    paused: dict[int, float] = field(default_factory=dict)  # pid -> resume time
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed + 1)
+
+    @property
+    def busy(self) -> bool:
+        """Faults still to fire, or a process still stopped: the run has not healed."""
+        return any(not f.fired for f in self.faults) or bool(self.paused)
+
+    def _note(self, kind: str, **detail: Any) -> None:
+        self.log.append({"kind": kind, "t": round(time.monotonic() - self.started, 3), **detail})
+
+    async def tick(self, fraction: float) -> None:
+        now = time.monotonic()
+        for pid, resume in list(self.paused.items()):
+            if now >= resume:
+                os.kill(pid, signal.SIGCONT)
+                del self.paused[pid]
+                self._note("resume", pid=pid)
+        for fault in self.faults:
+            if fault.fired or fraction < fault.at:
+                continue
+            if await self._fire(fault):
+                fault.fired = True
+            break  # at most one fault per tick, so they spread out
+
+    async def _fire(self, fault: Fault) -> bool:
+        if fault.kind in ("kill", "pause"):
+            candidates = [p for p in self.victims() if p.pid not in self.paused]
+            if not candidates:
+                return False
+            victim = self.rng.choice(candidates)
+            if fault.kind == "kill":
+                os.kill(victim.pid, signal.SIGKILL)
+                self.killed.add(victim.pid)
+                self._note("kill", pid=victim.pid)
+                self.replace(victim)
+            else:
+                os.kill(victim.pid, signal.SIGSTOP)
+                self.paused[victim.pid] = time.monotonic() + fault.duration
+                self._note("pause", pid=victim.pid, seconds=round(fault.duration, 2))
+            return True
+        if fault.kind == "restart" and self.restart_server is not None:
+            await self.restart_server()
+            self._note("restart")
+            return True
+        if fault.kind == "drop" and self.drop_clients is not None:
+            dropped = await self.drop_clients()
+            self._note("drop", connections=dropped)
+            return True
+        return False
+
+    def heal(self) -> None:
+        """Resume anything still stopped (a run that ends early must not leave zombies)."""
+        for pid in list(self.paused):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            del self.paused[pid]
+
+    def summary(self) -> dict[str, Any]:
+        return {"log": self.log, "killed": sorted(self.killed)}
+
+
+async def drop_all_clients(url: str) -> int:
+    """CLIENT KILL every normal connection (the workers', and ours, which reconnects)."""
+    import redis.asyncio as aioredis
+
+    admin = aioredis.Redis.from_url(url)
+    try:
+        killed: int = await admin.client_kill_filter(_type="normal", skipme=True)
+        return killed
+    finally:
+        await admin.aclose()
+
+
+async def restart_in_thread(server: Any) -> None:
+    await asyncio.to_thread(server.restart)
