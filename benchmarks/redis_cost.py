@@ -17,7 +17,6 @@ from backends.redis import RedisStore
 from harness.servers import RedisServer
 from kew_plug import Queue, TaskSpec, Worker
 
-
 # A function importable everywhere, so the payload carries a reference, not code.
 noop = abs
 

@@ -6,6 +6,7 @@ time so the report can say what happened when."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -106,10 +107,8 @@ class Injector:
     def heal(self) -> None:
         """Resume anything still stopped (a run that ends early must not leave zombies)."""
         for pid in list(self.paused):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
             del self.paused[pid]
 
     def summary(self) -> dict[str, Any]:
