@@ -74,7 +74,8 @@ def evaluate(
     for task_id, lst in runs.items():
         for prev, nxt in pairwise(lst):
             key = (task_id, prev["k"])
-            lease_over = nxt["t"] >= prev["t"] + lease - LEASE_TOLERANCE_S
+            # The earlier lease began at its claim (or its run, in older ledgers).
+            lease_over = nxt["t"] >= prev.get("c", prev["t"]) + lease - LEASE_TOLERANCE_S
             if key in failed_tokens:
                 retried += 1
             elif prev["p"] in killed_pids or (key in stale_tokens and lease_over):

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-import threading
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +156,20 @@ async def submit_share(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
     ledger.write("subdone")
 
 
+async def wait_for_store(store: Store, within: float = 30.0) -> None:
+    """A replacement may start while the server restarts: wait for it, within bounds."""
+    ping = getattr(store, "ping", None)
+    deadline = time.monotonic() + within
+    while ping is not None:
+        try:
+            await ping()
+            return
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def submit_with_retry(q: Queue, specs: list[TaskSpec]) -> set[str]:
     """Submit a batch, retrying while the store is unreachable. Ids are unique to this run,
     so an id reported as a duplicate on a retry was stored by the attempt whose reply was
@@ -170,7 +184,7 @@ async def submit_with_retry(q: Queue, specs: list[TaskSpec]) -> set[str]:
     raise StoreUnavailable("store unreachable for too long while submitting")
 
 
-async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter, stop: Any) -> None:
+async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
     def on_fail(ev: TaskEvent) -> None:
         if not ev.will_retry:
             ledger.write("dead", id=ev.task_id, a=ev.attempt, err=ev.error)
@@ -188,25 +202,35 @@ async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter, stop: Any) -> No
         shutdown_timeout=5.0,
         recover_interval=min(1.0, spec.lease / 4),
     )
-    worker.install_signal_handlers()  # SIGTERM: a graceful stop
-    loop = asyncio.get_running_loop()
-    threading.Thread(
-        target=lambda: (stop.wait(), loop.call_soon_threadsafe(worker.stop)), daemon=True
-    ).start()
+    stopper = asyncio.create_task(stop_on(STOPPING, worker))
     stats = await worker.run()
+    stopper.cancel()
     ledger.write("stats", **dataclasses.asdict(stats))
 
 
-async def child_async(spec: ChildSpec, stop: Any) -> None:
+async def stop_on(event: asyncio.Event, worker: Worker) -> None:
+    await event.wait()
+    worker.stop()
+
+
+STOPPING = asyncio.Event()
+
+
+async def child_async(spec: ChildSpec) -> None:
+    # The harness ends the run with SIGTERM, a graceful stop that releases unfinished claims.
+    # Installed first, so a process that is still starting up is stopped gracefully too.
+    # (Not a multiprocess Event: notifying one blocks on waiters that were killed or stopped.)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, STOPPING.set)
     ledger = LedgerWriter(Path(spec.ledger_dir) / f"p{spec.index}.jsonl")
     tasks.LEDGER = ledger
     store = build_store(spec.store, spec.server_url, spec.namespace)
     q = build_queue(spec, store, ledger)
+    await wait_for_store(store)
     ledger.write("hello", i=spec.index, submits=spec.submits, works=spec.works)
     try:
         jobs = []
         if spec.works:
-            jobs.append(asyncio.create_task(work(spec, q, ledger, stop)))
+            jobs.append(asyncio.create_task(work(spec, q, ledger)))
         if spec.submits:
             await submit_share(spec, q, ledger)
         await asyncio.gather(*jobs)
@@ -215,10 +239,10 @@ async def child_async(spec: ChildSpec, stop: Any) -> None:
         ledger.write("bye")
 
 
-def child_main(spec: ChildSpec, stop: Any) -> None:
+def child_main(spec: ChildSpec) -> None:
     logging.basicConfig(
         filename=str(Path(spec.ledger_dir).parent / f"p{spec.index}.log"),
         level=logging.WARNING,
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
-    asyncio.run(child_async(spec, stop))
+    asyncio.run(child_async(spec))

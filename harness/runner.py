@@ -191,14 +191,13 @@ async def _run(
     ledger_dir.mkdir()
     store = await _connect(cfg.store, url, namespace)
     ctx = multiprocess.get_context("spawn")
-    stop = ctx.Event()
     secret = secrets.token_hex(32)  # every run signs its payloads with a fresh key
     specs = _plan_children(cfg, url, namespace, ledger_dir, secret)
     procs: list[Any] = []
     by_pid: dict[int, ChildSpec] = {}
 
     def spawn(spec: ChildSpec) -> None:
-        p = ctx.Process(target=child_main, args=(spec, stop), daemon=True)
+        p = ctx.Process(target=child_main, args=(spec,), daemon=True)
         p.start()
         procs.append(p)
         by_pid[p.pid] = spec
@@ -235,7 +234,9 @@ async def _run(
     finally:
         injector.heal()
     wall = time.monotonic() - started
-    stop.set()
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)  # workers stop gracefully
     for p in procs:
         p.join(max(1.0, 15 - (time.monotonic() - started - wall)))
     for p in procs:
@@ -258,9 +259,20 @@ async def _run(
     failures = verdict.failures
     if timed_out:
         failures.insert(0, f"invalid run: not drained within --timeout {cfg.timeout:g} s")
-    crashed = [p.pid for p in procs if p.exitcode not in (0, None) and p.pid not in injector.killed]
+    # SIGTERM is the harness's own stop. It kills by default only a process still starting
+    # up (its handler comes first, before any store access), which has done no work.
+    started_up = {r["p"] for r in records if r["e"] == "hello"}
+    crashed = {
+        p.pid: p.exitcode
+        for p in procs
+        if p.exitcode not in (0, None)
+        and p.pid not in injector.killed
+        and not (p.exitcode == -signal.SIGTERM and p.pid not in started_up)
+    }
     if crashed:
-        failures.append(f"processes exited abnormally: {crashed} (see {workdir}/p*.log)")
+        failures.append(
+            f"processes exited abnormally (pid: exit code): {crashed} (see {workdir}/p*.log)"
+        )
     if not cfg.keep:
         await store.purge(QUEUE)
     await store.aclose()
@@ -343,7 +355,7 @@ async def _watch(
                 pending = -1  # restarting or dropped: look again on the next tick
             if pending == 0:
                 return progress, True, False
-        elif submitters_done == n_submitters and accepted <= finished:
+        elif healed and submitters_done == n_submitters and accepted <= finished:
             return progress, True, False
         stalled = stall_limit is not None and now - last_change > stall_limit
         if stalled and submitters_done == n_submitters:

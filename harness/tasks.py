@@ -58,7 +58,7 @@ def execute(i: int, salt: int, plan: Plan) -> Any:
     ledger = LEDGER
     if ctx is None or ledger is None:
         raise RuntimeError("harness task run outside a harness worker")
-    ledger.write("run", id=ctx.task_id, a=ctx.attempt, k=ctx.token)
+    ledger.write("run", id=ctx.task_id, a=ctx.attempt, k=ctx.token, c=ctx.claimed_at)
     if plan.ms:
         time.sleep(plan.ms / 1000)  # in a thread for sync bodies; blocks the loop for async
     if ctx.attempt <= plan.fails:

@@ -14,6 +14,7 @@ class TaskContext:
     max_attempts: int
     token: int
     worker: str
+    claimed_at: float = 0.0  # wall clock, just before the claim was sent
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("kew_plug_current_task", default=None)

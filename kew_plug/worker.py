@@ -28,6 +28,7 @@ from kew_plug.queue import Queue
 from kew_plug.retry import RetryPolicy
 
 log = logging.getLogger("kew_plug.worker")
+LEASE_MARGIN_S = 0.05  # do not start a task this close to the end of its lease
 
 HALF_OPEN_PAUSE = 0.05  # s between claims while another call holds the half-open probe
 
@@ -41,6 +42,7 @@ class WorkerStats:
     stale: int = 0  # settlements or renewals refused because the lease had been lost
     released: int = 0
     breaker_denied: int = 0
+    expired_unstarted: int = 0  # claims whose lease ran out before the task could start
     store_errors: int = 0
 
 
@@ -112,6 +114,7 @@ class Worker:
         self._abandoning = False
         self._closing = False
         self._in_flight: set[str] = set()
+        self._deadline: dict[str, float] = {}  # claim id -> local monotonic lease deadline
         self._pool: ThreadPoolExecutor | None = None
 
     # -- public ---------------------------------------------------------------------------
@@ -171,6 +174,8 @@ class Worker:
                     free = min(free, breaker.half_open_max_calls)
                     half_open = True
             self._wake.clear()
+            # Taken before the call: the store's deadline is at least this plus the lease.
+            claimed_at, claimed_wall = time.monotonic(), time.time()
             try:
                 batch = await store.claim(q, self.id, free, self.lease_ms)
             except ConnectionError as e:
@@ -179,7 +184,7 @@ class Worker:
                 continue
             backoff.ok()
             for claim in batch.claims:
-                self._start(claim)
+                self._start(claim, claimed_at, claimed_wall)
             if batch.claims:
                 if half_open:
                     # While a probe runs, more claims are refused by allow() and released at
@@ -229,20 +234,22 @@ class Worker:
 
     # -- running one task -----------------------------------------------------------------
 
-    def _start(self, claim: Claim) -> None:
+    def _start(self, claim: Claim, claimed_at: float, claimed_wall: float) -> None:
         self.stats.claimed += 1
         self._held[claim.id] = claim
-        task = asyncio.create_task(self._execute(claim), name=f"kew-task-{claim.id}")
+        self._deadline[claim.id] = claimed_at + self.lease_ms / 1000
+        task = asyncio.create_task(self._execute(claim, claimed_wall), name=f"kew-task-{claim.id}")
         self._active[claim.id] = task
         task.add_done_callback(functools.partial(self._finished, claim.id))
 
     def _finished(self, task_id: str, _: asyncio.Task[None]) -> None:
         self._active.pop(task_id, None)
+        self._deadline.pop(task_id, None)
         self._slot_free.set()
         if not self._active:
             self._wake.set()
 
-    async def _execute(self, claim: Claim) -> None:
+    async def _execute(self, claim: Claim, claimed_wall: float) -> None:
         event = TaskEvent(claim.id, claim.attempt, claim.max_attempts)
         try:
             envelope = self.queue.serializer.loads(claim.payload)
@@ -263,12 +270,25 @@ class Worker:
             self.stats.breaker_denied += 1
             await self._release([claim])
             return
+        if time.monotonic() >= self._deadline.get(claim.id, 0.0) - LEASE_MARGIN_S:
+            # This process stalled (stopped, swapped, starved) past the lease before the task
+            # began: another worker may already have it. Starting now would run it twice.
+            self._held.pop(claim.id, None)
+            self.stats.expired_unstarted += 1
+            log.warning("lease of task %s ran out before it started; left for recovery", claim.id)
+            return
         await run_hooks("start", self.hooks["start"], event)
         # Each asyncio task has its own context copy, so this is visible only to this task
         # (and to its thread, which runs in a copy of this context).
         set_current(
             TaskContext(
-                self.queue.name, claim.id, claim.attempt, claim.max_attempts, claim.token, self.id
+                self.queue.name,
+                claim.id,
+                claim.attempt,
+                claim.max_attempts,
+                claim.token,
+                self.id,
+                claimed_wall,
             )
         )
         started = time.monotonic()
@@ -397,12 +417,15 @@ class Worker:
             try:
                 if time.monotonic() - last_renew >= renew_every and self._held:
                     claims = list(self._held.values())
+                    sent = time.monotonic()
                     held = await store.renew(q, claims, self.lease_ms)
                     last_renew = time.monotonic()
                     # A claim whose outcome is being settled may be reported lost because
                     # the settlement got there first; the settler reports its own verdict.
                     settling = self._in_flight | {o.id for o in self._outbox}
                     for claim, ok in zip(claims, held, strict=True):
+                        if ok and claim.id in self._deadline:
+                            self._deadline[claim.id] = sent + self.lease_ms / 1000
                         if ok or claim.id in settling:
                             continue
                         if self._held.pop(claim.id, None) is not None:

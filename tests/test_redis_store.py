@@ -24,8 +24,8 @@ class SlotRecorder(FakeRedisStore):
 
     calls: list[tuple[str, set[int]]]
 
-    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        reply = await super()._run(name, keys, args)
+    async def _run(self, name: str, keys: list[str], args: list[Any], again: bool = False) -> Any:
+        reply = await super()._run(name, keys, args, again)
         names = list(keys)
         prefixes = [k for k in keys if k.endswith(":t:")]
         if prefixes:  # ids the script found itself come back in its reply

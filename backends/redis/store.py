@@ -3,10 +3,11 @@ queue under one hash tag. Works on redis-py's asyncio client and on fakeredis.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis import exceptions as rex
 from redis.commands.core import AsyncScript
 
 from backends.redis.errors import describe_target, translated
@@ -28,6 +29,7 @@ from kew_plug.models import (
     TaskState,
 )
 
+T = TypeVar("T")
 _KIND = {OutcomeKind.COMPLETE: "c", OutcomeKind.RETRY: "r", OutcomeKind.DEAD: "d"}
 DAY = 86400.0
 
@@ -82,12 +84,25 @@ class RedisStore(Store):
 
     async def ping(self) -> None:
         """Fail now, in one line, if the server cannot be reached or refuses us."""
-        with translated(self.target):
-            await self.client.ping()
+        await self._again(self.client.ping)
 
-    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    async def _again(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run an idempotent operation, once more on a connection error: after a server
+        restart or a CLIENT KILL the pool hands out dead connections once each."""
         with translated(self.target):
-            return await self._scripts[name](keys=keys, args=args)
+            try:
+                return await op()
+            except (rex.ConnectionError, rex.TimeoutError):
+                return await op()
+
+    async def _run(self, name: str, keys: list[str], args: list[Any], again: bool = False) -> Any:
+        """One script call. Only idempotent scripts (`again=True`) are retried: a claim or
+        an enqueue whose reply was lost must not run twice."""
+        script = self._scripts[name]
+        if again:
+            return await self._again(lambda: script(keys=keys, args=args))
+        with translated(self.target):
+            return await script(keys=keys, args=args)
 
     async def enqueue(
         self, queue: str, items: Sequence[NewTask], max_size: int | None = None
@@ -124,8 +139,8 @@ class RedisStore(Store):
         return ClaimBatch(claims, None if next_due < 0 else next_due)
 
     async def wait(self, queue: str, timeout: float) -> bool:
-        with translated(self.target):
-            got = await self.client.blpop([self.keys(queue).wake], timeout=max(timeout, 0.001))
+        key = self.keys(queue).wake
+        got = await self._again(lambda: self.client.blpop([key], timeout=max(timeout, 0.001)))
         return got is not None
 
     async def renew(self, queue: str, claims: Sequence[Claim], lease_ms: int) -> list[bool]:
@@ -135,7 +150,8 @@ class RedisStore(Store):
         args: list[Any] = [lease_ms, self.backstop_ms]
         for c in claims:
             args += [c.id, c.token]
-        reply = await self._run("renew", [k.running, *(k.task(c.id) for c in claims)], args)
+        keys = [k.running, *(k.task(c.id) for c in claims)]
+        reply = await self._run("renew", keys, args, again=True)
         return [bool(x) for x in reply]
 
     async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -168,37 +184,31 @@ class RedisStore(Store):
     async def recover(self, queue: str) -> RecoverReport:
         k = self.keys(queue)
         keys = [k.ready, k.running, k.dead, k.wake, k.task_prefix]
-        reply = await self._run("recover", keys, [self.dead_ttl_ms, self.backstop_ms])
+        reply = await self._run("recover", keys, [self.dead_ttl_ms, self.backstop_ms], again=True)
         n = int(reply[0])
         ids = [_text(x) for x in reply[1:]]
         return RecoverReport(requeued=ids[:n], dead=ids[n:])
 
     async def get(self, queue: str, task_id: str) -> TaskRecord | None:
-        with translated(self.target):
-            h: dict[bytes, bytes] = await self.client.hgetall(self.keys(queue).task(task_id))  # type: ignore[assignment]
+        key = self.keys(queue).task(task_id)
+        h: dict[bytes, bytes] = await self._again(lambda: self.client.hgetall(key))  # type: ignore[arg-type,return-value]
         return _record(queue, task_id, h)
 
     async def get_many(self, queue: str, task_ids: Sequence[str]) -> list[TaskRecord | None]:
         k = self.keys(queue)
-        with translated(self.target):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for task_id in task_ids:
-                    pipe.hgetall(k.task(task_id))
-                rows = await pipe.execute()
+        rows = await self._pipelined("hgetall", [k.task(i) for i in task_ids])
         return [_record(queue, i, h) for i, h in zip(task_ids, rows, strict=True)]
 
     async def stats(self, queue: str) -> QueueStats:
         k = self.keys(queue)
-        with translated(self.target):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in (k.ready, k.due, k.running, k.dead):
-                    pipe.zcard(key)
-                ready, due, running, dead = await pipe.execute()
+        ready, due, running, dead = await self._pipelined(
+            "zcard", [k.ready, k.due, k.running, k.dead]
+        )
         return QueueStats(queued=ready, scheduled=due, running=running, dead=dead)
 
     async def dead_ids(self, queue: str, limit: int = 100) -> list[str]:
-        with translated(self.target):
-            ids: list[bytes] = await self.client.zrange(self.keys(queue).dead, 0, limit - 1)  # type: ignore[assignment]
+        key = self.keys(queue).dead
+        ids: list[bytes] = await self._again(lambda: self.client.zrange(key, 0, limit - 1))  # type: ignore[arg-type,return-value]
         return [_text(i) for i in ids]
 
     async def requeue(self, queue: str, ids: Sequence[str]) -> list[bool]:
@@ -209,35 +219,44 @@ class RedisStore(Store):
         return [bool(x) for x in await self._run("requeue", keys, [self.backstop_ms, *ids])]
 
     async def scan(self, pattern: str) -> list[bytes]:
-        with translated(self.target):
+        async def scan_all() -> list[bytes]:
             return [key async for key in self.client.scan_iter(match=pattern, count=1000)]
+
+        return await self._again(scan_all)
+
+    async def _pipelined(self, command: str, keys: Sequence[str | bytes], *args: Any) -> list[Any]:
+        """One command over many keys in one round trip (no transaction needed: reads)."""
+
+        async def go() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    getattr(pipe, command)(key, *args)
+                return await pipe.execute()
+
+        return await self._again(go)
 
     async def payload_ids(self, queue: str) -> set[str]:
         k = self.keys(queue)
         keys = await self.scan(f"{k.pattern[:-1]}t:*")
         if not keys:
             return set()
-        with translated(self.target):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.hexists(key, "p")
-                held = await pipe.execute()
+        held = await self._pipelined("hexists", keys, "p")
         cut = len(k.task_prefix)
         return {_text(key)[cut:] for key, has in zip(keys, held, strict=True) if has}
 
     async def purge(self, queue: str) -> int:
         keys = await self.scan(self.keys(queue).pattern)
-        with translated(self.target):
-            for start in range(0, len(keys), 500):
-                await self.client.delete(*keys[start : start + 500])
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            await self._again(lambda chunk=chunk: self.client.delete(*chunk))  # type: ignore[misc]
         return len(keys)
 
     async def purge_namespace(self) -> int:
         """Delete every key of this store's namespace (and nothing outside it)."""
         keys = await self.scan(f"{self.namespace}:*")
-        with translated(self.target):
-            for start in range(0, len(keys), 500):
-                await self.client.delete(*keys[start : start + 500])
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            await self._again(lambda chunk=chunk: self.client.delete(*chunk))  # type: ignore[misc]
         return len(keys)
 
     async def aclose(self) -> None:
