@@ -83,8 +83,10 @@ class RunConfig:
                 "--faults restart=N needs a server the harness owns: --store redis without "
                 "--redis-url (it never restarts a server it did not start)"
             )
-        if self.faults.get("drop") and self.store in ("memory",):
-            raise ConfigError("--faults drop=N needs a Redis server (fakeredis or redis)")
+        if self.faults.get("drop") and self.store != "redis":
+            # fakeredis answers CLIENT KILL by failing every later command, not by closing
+            # connections, so only a real server can show a drop.
+            raise ConfigError("--faults drop=N needs a real server: --store redis")
         if self.task_ms < 0:
             raise ConfigError("--task-ms must be >= 0")
         if self.timeout <= 0:

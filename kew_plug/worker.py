@@ -55,7 +55,14 @@ class _Backoff:
     def failed(self, exc: BaseException) -> float:
         self.failures += 1
         if self.failures == 1:
-            log.warning("store unavailable during %s (%s); retrying with backoff", self.what, exc)
+            trouble = "unavailable" if isinstance(exc, ConnectionError) else "failing"
+            log.warning(
+                "store %s during %s (%s: %s); retrying with backoff",
+                trouble,
+                self.what,
+                type(exc).__name__,
+                exc,
+            )
         return min(5.0, 0.05 * 2.0 ** min(self.failures, 7))
 
     def ok(self) -> None:
@@ -178,7 +185,7 @@ class Worker:
             claimed_at, claimed_wall = time.monotonic(), time.time()
             try:
                 batch = await store.claim(q, self.id, free, self.lease_ms)
-            except ConnectionError as e:
+            except Exception as e:  # a store failure must never kill the worker loop
                 self.stats.store_errors += 1
                 await self._until(self._stop.wait(), backoff.failed(e))
                 continue
@@ -228,8 +235,8 @@ class Worker:
             return False
         try:
             stats = await self.queue.store.stats(self.queue.name)
-        except ConnectionError:
-            return False
+        except Exception:
+            return False  # the store is failing: not idle as far as we can tell
         return stats.pending == 0
 
     # -- running one task -----------------------------------------------------------------
@@ -388,7 +395,7 @@ class Worker:
             self._in_flight = {o.id for o in batch}
             try:
                 applied = await self.queue.store.settle(self.queue.name, batch)
-            except ConnectionError as e:
+            except Exception as e:  # a store failure must never kill the worker loop
                 self.stats.store_errors += 1
                 self._outbox[:0] = batch
                 await asyncio.sleep(backoff.failed(e))
@@ -433,7 +440,7 @@ class Worker:
                             log.warning("lease of task %s was lost while it ran", claim.id)
                 await store.recover(q)
                 backoff.ok()
-            except ConnectionError as e:
+            except Exception as e:  # a store failure must never kill the worker loop
                 self.stats.store_errors += 1
                 await asyncio.sleep(backoff.failed(e))
 
@@ -444,7 +451,7 @@ class Worker:
             return
         try:
             released = await self.queue.store.release(self.queue.name, claims)
-        except ConnectionError as e:
+        except Exception as e:  # a store failure must never kill the worker loop
             log.warning(
                 "could not release %d claims (%s); their leases will expire", len(claims), e
             )
