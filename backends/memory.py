@@ -139,10 +139,14 @@ class MemoryStore(Store):
         q, now = self._q(queue), self._now()
         next_due = self._promote_due(q, now)
         claims: list[Claim] = []
+        vanished = 0
         while q.ready and len(claims) < limit:
             _, task_id = heapq.heappop(q.ready)
             t = self._live(q, task_id, now)
-            if t is None or t.state is not TaskState.QUEUED or t.payload is None:
+            if t is None:
+                vanished += 1
+                continue
+            if t.state is not TaskState.QUEUED or t.payload is None:
                 continue
             q.counter += 1
             t.state, t.token, t.attempts = TaskState.RUNNING, q.counter, t.attempts + 1
@@ -150,7 +154,7 @@ class MemoryStore(Store):
             claims.append(Claim(task_id, t.token, t.attempts, t.max_attempts, t.payload))
         if not q.ready:
             q.wake.clear()
-        return ClaimBatch(claims, next_due)
+        return ClaimBatch(claims, next_due, vanished)
 
     async def wait(self, queue: str, timeout: float) -> bool:
         q = self._q(queue)

@@ -66,10 +66,12 @@ class EnqueueReport:
 
 @dataclass(frozen=True, slots=True)
 class ClaimBatch:
-    """Claims plus the store's hint of when the next deferred task is due (ms, or None)."""
+    """Claims plus the store's hint of when the next deferred task is due (ms, or None), and
+    how many ready ids it found without a record (deleted by someone else, or expired)."""
 
     claims: list[Claim]
     next_due_ms: int | None = None
+    vanished: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,6 +120,13 @@ class Queue:
         timeout = self.timeout if spec.timeout is None else spec.timeout
         if timeout is not None:
             timeout = validate.seconds("timeout", timeout, allow_zero=False)
+        if self.serializer.name.rsplit(":", 1)[-1] == "pickle" and _in_main(spec.fn):
+            raise SerializationError(
+                f"task {_describe(spec.fn)}",
+                self.serializer.name,
+                "pickle sends functions by name, and a function defined in __main__ cannot be "
+                "imported by a worker process; move it to a module or use cloudpickle or dill",
+            )
         envelope = (spec.fn, tuple(spec.args), dict(spec.kwargs), timeout)
         try:
             payload = self.serializer.dumps(envelope)
@@ -220,6 +227,10 @@ class Queue:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _in_main(fn: Callable[..., Any]) -> bool:
+    return getattr(fn, "__module__", None) == "__main__"
 
 
 def _describe(fn: Callable[..., Any]) -> str:

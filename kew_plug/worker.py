@@ -42,6 +42,7 @@ class WorkerStats:
     stale: int = 0  # settlements or renewals refused because the lease had been lost
     released: int = 0
     breaker_denied: int = 0
+    vanished: int = 0  # queued ids whose record was gone when claimed
     expired_unstarted: int = 0  # claims whose lease ran out before the task could start
     store_errors: int = 0
 
@@ -190,6 +191,13 @@ class Worker:
                 await self._until(self._stop.wait(), backoff.failed(e))
                 continue
             backoff.ok()
+            if batch.vanished:
+                self.stats.vanished += batch.vanished
+                log.warning(
+                    "%d queued tasks had no record in the store (deleted by someone else, or "
+                    "expired); they cannot run",
+                    batch.vanished,
+                )
             for claim in batch.claims:
                 self._start(claim, claimed_at, claimed_wall)
             if batch.claims:

@@ -34,7 +34,7 @@ class StallAfterClaim(MemoryStore):
         batch = await super().claim(queue, worker, limit, lease_ms)
         if batch.claims and not self.stalled:
             self.stalled = True
-            time.sleep(lease_ms / 1000 + 0.1)  # blocks the whole loop, like a stopped process
+            time.sleep(lease_ms / 1000 + 0.1)  # noqa: ASYNC251 - a stall of the whole loop
         return batch
 
 

@@ -136,7 +136,7 @@ class RedisStore(Store):
             for j in range(2, len(reply), 5)
         ]
         next_due = int(reply[0])
-        return ClaimBatch(claims, None if next_due < 0 else next_due)
+        return ClaimBatch(claims, None if next_due < 0 else next_due, int(reply[1]))
 
     async def wait(self, queue: str, timeout: float) -> bool:
         key = self.keys(queue).wake
