@@ -246,3 +246,6 @@ def child_main(spec: ChildSpec) -> None:
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
     asyncio.run(child_async(spec))
+    # Closing the loop restored SIGTERM's default action; a stop arriving while this
+    # process exits must not turn a clean exit into a death by signal.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -209,7 +209,7 @@ async def _run(
     def victims() -> list[Any]:
         # Workers only, and only once they have submitted their share: a kill must not
         # make tasks vanish that were never accepted.
-        done = _submitters_done(ledger_dir)
+        done = _said(ledger_dir, "subdone")
         return [
             p
             for p in procs
@@ -234,8 +234,9 @@ async def _run(
     finally:
         injector.heal()
     wall = time.monotonic() - started
+    finished = _said(ledger_dir, "bye")
     for p in procs:
-        if p.is_alive():
+        if p.is_alive() and p.pid not in finished:
             os.kill(p.pid, signal.SIGTERM)  # workers stop gracefully
     for p in procs:
         p.join(max(1.0, 15 - (time.monotonic() - started - wall)))
@@ -299,13 +300,14 @@ async def _run(
     return Report(data, notes, str(workdir) if cfg.keep else None)
 
 
-def _submitters_done(ledger_dir: Path) -> set[int]:
-    done = set()
+def _said(ledger_dir: Path, event: str) -> set[int]:
+    """Pids whose ledger holds `event` (each ledger file belongs to one process)."""
+    pids = set()
     for path in ledger_dir.glob("*.jsonl"):
-        if b'"e":"subdone"' in path.read_bytes():
-            first = path.read_bytes().split(b"\n", 1)[0]
-            done.add(int(json.loads(first)["p"]))
-    return done
+        data = path.read_bytes()
+        if f'"e":"{event}"'.encode() in data:
+            pids.add(int(json.loads(data.split(b"\n", 1)[0])["p"]))
+    return pids
 
 
 async def _watch(

@@ -19,8 +19,9 @@ TASKS, PROCS = 2000, 4
 def claimer(url: str, namespace: str, start: Any, out: Any) -> None:
     async def main() -> list[str]:
         store = RedisStore.from_url(url, namespace=namespace)
+        await store.ping()  # connected before the start, so every contender is at the line
         got: list[str] = []
-        start.wait()
+        await asyncio.to_thread(start.wait)
         while True:
             batch = await store.claim("race", "w", 7, 60_000)
             if not batch.claims:
@@ -38,13 +39,20 @@ async def test_four_processes_claim_each_task_exactly_once(
 ) -> None:
     url = request.getfixturevalue("embedded_url" if server == "embedded" else "redis_url")
     store = RedisStore.from_url(url, namespace=namespace)
+    try:
+        await race(store, url, namespace)
+    finally:
+        await store.aclose()
+
+
+async def race(store: RedisStore, url: str, namespace: str) -> None:
     await store.enqueue("race", [NewTask(f"t{i}", b"p") for i in range(TASKS)])
     ctx = multiprocess.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
+    start, out = ctx.Barrier(PROCS + 1), ctx.Queue()
     procs = [ctx.Process(target=claimer, args=(url, namespace, start, out)) for _ in range(PROCS)]
     for p in procs:
         p.start()
-    start.set()
+    await asyncio.to_thread(start.wait, 60)  # every claimer connected: go
     try:
         results = [out.get(timeout=60) for _ in procs]
     finally:
@@ -57,4 +65,3 @@ async def test_four_processes_claim_each_task_exactly_once(
     assert set(claimed) == {f"t{i}" for i in range(TASKS)}
     assert sum(1 for r in results if r) >= 2  # the race really had several contenders
     assert (await store.stats("race")).running == TASKS
-    await store.aclose()
