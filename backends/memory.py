@@ -154,7 +154,7 @@ class MemoryStore(Store):
             claims.append(Claim(task_id, t.token, t.attempts, t.max_attempts, t.payload))
         if not q.ready:
             q.wake.clear()
-        return ClaimBatch(claims, next_due, vanished)
+        return ClaimBatch(claims, next_due, vanished, len(q.ready))
 
     async def wait(self, queue: str, timeout: float) -> bool:
         q = self._q(queue)

@@ -72,6 +72,7 @@ class ClaimBatch:
     claims: list[Claim]
     next_due_ms: int | None = None
     vanished: int = 0
+    ready_left: int | None = None  # ready tasks still waiting after this claim, if known
 
 
 @dataclass(frozen=True, slots=True)

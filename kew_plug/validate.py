@@ -22,7 +22,9 @@ def name(kind: str, value: object) -> str:
         raise InvalidArgument(f"{kind} must not be empty")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidArgument(f"{kind} is {len(value)} chars long; the limit is {MAX_ID_LENGTH}")
-    if any(c in "{}" or ord(c) < 32 or ord(c) == 127 for c in value):
+    # isprintable() is a fast C check; only a suspect value pays for the exact scan.
+    suspect = not value.isprintable() or "{" in value or "}" in value
+    if suspect and any(c in "{}" or ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidArgument(f"{kind} {value!r} contains a brace or a control character")
     return value
 

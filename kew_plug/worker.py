@@ -200,13 +200,13 @@ class Worker:
                 )
             for claim in batch.claims:
                 self._start(claim, claimed_at, claimed_wall)
-            if batch.claims:
+            if batch.claims and not (len(batch.claims) < free and batch.ready_left == 0):
                 if half_open:
                     # While a probe runs, more claims are refused by allow() and released at
                     # once: pace them instead of spinning claim/release against the store.
                     await self._until(self._wake.wait(), HALF_OPEN_PAUSE)
                 continue
-            if until_idle and await self._idle():
+            if until_idle and not batch.claims and await self._idle():
                 return
             timeout = self.wait_timeout
             if batch.next_due_ms is not None:
@@ -344,10 +344,15 @@ class Worker:
             ctx = contextvars.copy_context()
             call = functools.partial(ctx.run, fn, *args, **kwargs)
             aw = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        if timeout is None:
+            result = await aw
+            if inspect.isawaitable(result):  # a sync function that returned a coroutine
+                result = await result
+            return result
         try:
             async with asyncio.timeout(timeout) as scope:
                 result = await aw
-                if inspect.isawaitable(result):  # a sync function that returned a coroutine
+                if inspect.isawaitable(result):
                     result = await result
         except TimeoutError:
             if scope.expired():

@@ -2,8 +2,9 @@
 -- KEYS[1] ready zset, KEYS[2] due zset, KEYS[3] running zset, KEYS[4] seq counter,
 -- KEYS[5] task hash prefix (ids are only known here; the prefix carries the queue's hash
 -- tag, so every task hash is in the same slot as KEYS[1..4]), KEYS[6] wake list.
--- ARGV[1] limit, ARGV[2] lease ms, ARGV[3] backstop ttl ms.
--- Returns {next_due_in_ms or -1, missing_count, then 5 per claim: id, token, attempt,
+-- ARGV[1] limit, ARGV[2] lease ms.
+-- Returns {next_due_in_ms or -1, missing_count, ready_left, then 5 per claim: id, token,
+-- attempt,
 -- max_attempts, payload}. Touches: KEYS[1..4], KEYS[6] and <prefix><id> of promoted or
 -- claimed ids. When it promoted due tasks that it leaves ready, it wakes idle workers.
 local t = redis.call('TIME')
@@ -20,9 +21,9 @@ for _, id in ipairs(due) do
   end
   redis.call('ZREM', KEYS[2], id)
 end
-local lease, backstop = tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease = tonumber(ARGV[2])
 local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[1]))
-local out = {-1, 0}
+local out = {-1, 0, 0}
 local count = math.floor(#popped / 2)
 local token = redis.call('INCRBY', KEYS[4], count) - count
 for i = 1, #popped, 2 do
@@ -32,8 +33,8 @@ for i = 1, #popped, 2 do
   if f[1] and f[4] == 'queued' then
     token = token + 1
     local attempt = tonumber(f[2]) + 1
+    -- No PEXPIRE here: the backstop set at enqueue is days away, and renew extends it.
     redis.call('HSET', key, 'st', 'running', 'tk', token, 'at', attempt)
-    redis.call('PEXPIRE', key, lease + backstop)
     redis.call('ZADD', KEYS[3], now + lease, id)
     out[#out + 1] = id
     out[#out + 1] = token
@@ -44,8 +45,9 @@ for i = 1, #popped, 2 do
     out[2] = out[2] + 1
   end
 end
+local left = redis.call('ZCARD', KEYS[1])
+out[3] = left
 if #due > 0 then
-  local left = redis.call('ZCARD', KEYS[1])
   if left > 0 then
     local tokens = {}
     for i = 1, math.min(left, 64) do tokens[i] = '1' end

@@ -124,7 +124,7 @@ class RedisStore(Store):
     async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
         k = self.keys(queue)
         keys = [k.ready, k.due, k.running, k.seq, k.task_prefix, k.wake]
-        reply = await self._run("claim", keys, [limit, lease_ms, self.backstop_ms])
+        reply = await self._run("claim", keys, [limit, lease_ms])
         claims = [
             Claim(
                 _text(reply[j]),
@@ -133,10 +133,10 @@ class RedisStore(Store):
                 int(reply[j + 3]),
                 reply[j + 4],
             )
-            for j in range(2, len(reply), 5)
+            for j in range(3, len(reply), 5)
         ]
         next_due = int(reply[0])
-        return ClaimBatch(claims, None if next_due < 0 else next_due, int(reply[1]))
+        return ClaimBatch(claims, None if next_due < 0 else next_due, int(reply[1]), int(reply[2]))
 
     async def wait(self, queue: str, timeout: float) -> bool:
         key = self.keys(queue).wake
