@@ -1,0 +1,82 @@
+"""The lean script connection: replies matched to callers under concurrency, errors typed
+like redis-py's, scripts reloaded after a flush, reconnection after a drop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+
+from backends.redis.pipe import Pipe, PipeScript
+from harness.servers import RedisServer, redis_server_binary
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def url(request: pytest.FixtureRequest) -> str:
+    return str(
+        request.getfixturevalue("embedded_url" if request.param == "embedded" else "redis_url")
+    )
+
+
+async def test_concurrent_calls_each_get_their_own_reply(url: str, namespace: str) -> None:
+    pipe = Pipe(url)
+    key = f"{namespace}:n"
+    replies = await asyncio.gather(*(pipe.execute("INCR", key) for _ in range(200)))
+    assert sorted(replies) == list(range(1, 201))
+    echoes = await asyncio.gather(*(pipe.execute("ECHO", f"m{i}") for i in range(50)))
+    assert echoes == [f"m{i}".encode() for i in range(50)]
+    await pipe.aclose()
+
+
+async def test_server_errors_are_response_errors_and_the_pipe_stays_usable(
+    url: str, namespace: str
+) -> None:
+    pipe = Pipe(url)
+    await pipe.execute("SET", f"{namespace}:s", "text")
+    with pytest.raises(rex.ResponseError):
+        await pipe.execute("INCR", f"{namespace}:s")
+    assert await pipe.execute("ECHO", "still here") == b"still here"
+    await pipe.aclose()
+
+
+async def test_a_cancelled_caller_does_not_shift_the_replies(url: str) -> None:
+    pipe = Pipe(url)
+    slow = asyncio.ensure_future(pipe.execute("ECHO", "first"))
+    await asyncio.sleep(0)
+    slow.cancel()
+    assert await pipe.execute("ECHO", "second") == b"second"
+    await pipe.aclose()
+
+
+async def test_script_is_loaded_again_after_a_flush(url: str, namespace: str) -> None:
+    pipe = Pipe(url)
+    client = aioredis.Redis.from_url(url)
+    registered = client.register_script("return ARGV[1] .. KEYS[1]")
+    script = PipeScript(pipe, "return ARGV[1] .. KEYS[1]", registered.sha)
+    assert await script(keys=[f"{namespace}k"], args=["v"]) == f"v{namespace}k".encode()
+    await client.script_flush()
+    assert await script(keys=["k2"], args=["w"]) == b"wk2"
+    await client.aclose()
+    await pipe.aclose()
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server")
+async def test_a_dropped_connection_fails_then_reconnects() -> None:
+    with RedisServer(extra_args=("--requirepass", "secret-password")) as server:
+        pipe = Pipe(f"redis://:secret-password@127.0.0.1:{server.port}/3")
+        assert await pipe.execute("SET", "k", "v") == b"OK"
+        admin = aioredis.Redis.from_url(f"redis://:secret-password@127.0.0.1:{server.port}/0")
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(rex.ConnectionError):
+            for _ in range(50):  # the kill reaches our socket a moment later
+                await pipe.execute("PING")
+                await asyncio.sleep(0.01)
+        assert await pipe.execute("GET", "k") == b"v"  # reconnected, AUTH and SELECT 3 again
+        await admin.aclose()
+        await pipe.aclose()
+        bad = Pipe(f"redis://:wrong-password@127.0.0.1:{server.port}/0")
+        with pytest.raises(rex.AuthenticationError):
+            await bad.execute("PING")
+        await bad.aclose()
