@@ -63,17 +63,21 @@ async def test_script_is_loaded_again_after_a_flush(url: str, namespace: str) ->
 
 
 @pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server")
-async def test_a_dropped_connection_fails_then_reconnects() -> None:
+async def test_a_dropped_connection_reconnects_with_auth_and_database() -> None:
     with RedisServer(extra_args=("--requirepass", "secret-password")) as server:
         pipe = Pipe(f"redis://:secret-password@127.0.0.1:{server.port}/3")
         assert await pipe.execute("SET", "k", "v") == b"OK"
         admin = aioredis.Redis.from_url(f"redis://:secret-password@127.0.0.1:{server.port}/0")
         await admin.client_kill_filter(_type="normal", skipme=True)
-        with pytest.raises(rex.ConnectionError):
-            for _ in range(50):  # the kill reaches our socket a moment later
+        errors = 0
+        for _ in range(20):  # a call in flight when the socket dies fails; later ones reconnect
+            try:
                 await pipe.execute("PING")
-                await asyncio.sleep(0.01)
+            except rex.ConnectionError:
+                errors += 1
+        assert errors <= 1
         assert await pipe.execute("GET", "k") == b"v"  # reconnected, AUTH and SELECT 3 again
+        assert await pipe.execute("CLIENT", "GETNAME") is None
         await admin.aclose()
         await pipe.aclose()
         bad = Pipe(f"redis://:wrong-password@127.0.0.1:{server.port}/0")
