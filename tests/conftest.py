@@ -87,5 +87,11 @@ async def store(make_store: StoreFactory) -> Store:
 
 
 @pytest.fixture
+def key() -> str:
+    """A unique key for state a test shares with its task bodies."""
+    return uuid.uuid4().hex
+
+
+@pytest.fixture
 def queue_name() -> str:
     return f"q-{uuid.uuid4().hex[:8]}"

@@ -4,10 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from kew_plug import Queue, RetryPolicy, Worker
 
 T = TypeVar("T")
+
+# State shared with task bodies. Tasks defined in importable test modules travel by
+# reference, so the worker (in this process) and the test see the same objects.
+COUNTS: Counter[str] = Counter()
+NOTES: defaultdict[str, list[Any]] = defaultdict(list)
+
+
+def bump(key: str) -> int:
+    COUNTS[key] += 1
+    return COUNTS[key]
+
+
+def note(key: str, value: Any) -> None:
+    NOTES[key].append(value)
+
+
+def fast(queue: Queue, **options: Any) -> Worker:
+    """A worker with short retry delays and wake-ups, for tests."""
+    options.setdefault("retry", RetryPolicy(base=0.01))
+    options.setdefault("wait_timeout", 0.1)
+    options.setdefault("lease", 5.0)
+    return Worker(queue, **options)
 
 
 async def eventually(

@@ -10,7 +10,6 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,39 +27,16 @@ from kew_plug import (
     Worker,
 )
 from tests.conftest import StoreFactory
-from tests.helpers import eventually
+from tests.helpers import COUNTS, NOTES, bump, eventually, fast, note
 
 # Module-level state, touched only through module-level functions: those travel by reference
 # (closures travel by value and would mutate a copy), so the worker updates these objects.
-COUNTS: Counter[str] = Counter()
-NOTES: defaultdict[str, list[Any]] = defaultdict(list)
 TOKENS: dict[str, asyncio.Queue[None]] = {}
-
-
-def bump(key: str) -> int:
-    COUNTS[key] += 1
-    return COUNTS[key]
-
-
-def note(key: str, value: Any) -> None:
-    NOTES[key].append(value)
-
-
-@pytest.fixture
-def key() -> str:
-    return uuid.uuid4().hex
 
 
 async def drain(w: Worker, within: float = 20.0) -> None:
     """Run the worker until the queue is empty; a hang fails the test instead of stalling it."""
     await asyncio.wait_for(w.drain(), within)
-
-
-def fast(queue: Queue, **options: Any) -> Worker:
-    options.setdefault("retry", RetryPolicy(base=0.01))
-    options.setdefault("wait_timeout", 0.1)
-    options.setdefault("lease", 5.0)
-    return Worker(queue, **options)
 
 
 async def async_where(key: str) -> str:

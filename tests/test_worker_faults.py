@@ -7,8 +7,6 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +21,6 @@ from kew_plug import (
     Outcome,
     OutcomeKind,
     Queue,
-    RetryPolicy,
     TaskFailed,
     TaskState,
     Worker,
@@ -31,35 +28,12 @@ from kew_plug import (
 from kew_plug.interfaces import Store
 from serializers.pickling import CloudpickleSerializer
 from tests.conftest import StoreFactory
-from tests.helpers import eventually
+from tests.helpers import COUNTS, NOTES, bump, eventually, fast, note
 
 SECRET = "fault-tests-secret-0123456789"
 
 # Module-level state, touched only through module-level functions (they travel by reference).
-COUNTS: Counter[str] = Counter()
-NOTES: defaultdict[str, list[Any]] = defaultdict(list)
 GATES: dict[str, asyncio.Event] = {}
-
-
-def bump(key: str) -> int:
-    COUNTS[key] += 1
-    return COUNTS[key]
-
-
-def note(key: str, value: Any) -> None:
-    NOTES[key].append(value)
-
-
-@pytest.fixture
-def key() -> str:
-    return uuid.uuid4().hex
-
-
-def fast(queue: Queue, **options: Any) -> Worker:
-    options.setdefault("retry", RetryPolicy(base=0.01))
-    options.setdefault("wait_timeout", 0.1)
-    options.setdefault("lease", 5.0)
-    return Worker(queue, **options)
 
 
 def add(a: int, b: int) -> int:
