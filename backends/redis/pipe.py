@@ -81,8 +81,9 @@ def _response_error(message: str) -> rex.RedisError:
 
 
 class Pipe:
-    """One lazily opened connection to the server named by a redis://, rediss:// or unix://
-    URL (user, password and database from the URL)."""
+    """One lazily opened connection to the server named by a redis:// or unix:// URL (user,
+    password and database from the URL; the store keeps rediss:// on redis-py, which honours
+    the URL's TLS options)."""
 
     def __init__(self, url: str) -> None:
         self.options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]

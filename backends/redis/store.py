@@ -76,7 +76,8 @@ class RedisStore(Store):
         With `fast`, script calls (every task operation) use a lean pipelined connection
         of their own; everything else uses redis-py."""
         client = aioredis.Redis.from_url(url, decode_responses=False, retry=None)
-        pipe = Pipe(url) if fast else None
+        # TLS options in a rediss:// URL (certificates, checks) are redis-py's to honour.
+        pipe = Pipe(url) if fast and not url.startswith("rediss://") else None
         return cls(client, owns_client=True, pipe=pipe, **options)
 
     def keys(self, queue: str) -> QueueKeys:
