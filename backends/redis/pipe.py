@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ssl as ssl_module
 from typing import Any
 
 import hiredis
@@ -86,8 +85,9 @@ class Pipe:
     the URL's TLS options)."""
 
     def __init__(self, url: str) -> None:
+        if not url.startswith(("redis://", "unix://")):
+            raise ValueError(f"Pipe speaks plain redis:// or unix:// only, not {url.split(':')[0]}")
         self.options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-        self.tls = url.startswith("rediss://")
         self._proto: _Protocol | None = None
         self._opening: asyncio.Lock | None = None
 
@@ -98,10 +98,8 @@ class Pipe:
             if "path" in o:
                 _, proto = await loop.create_unix_connection(_Protocol, o["path"])
             else:
-                ctx = ssl_module.create_default_context() if self.tls else None
-                _, proto = await loop.create_connection(
-                    _Protocol, o.get("host", "localhost"), o.get("port", 6379), ssl=ctx
-                )
+                host, port = o.get("host", "localhost"), o.get("port", 6379)
+                _, proto = await loop.create_connection(_Protocol, host, port)
         except OSError as e:
             raise rex.ConnectionError(f"Error connecting: {e}") from e
         setup: list[tuple[Any, ...]] = []
