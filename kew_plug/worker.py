@@ -119,7 +119,6 @@ class Worker:
         # through them until wait_timeout.
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._abandoning = False
         self._closing = False
         self._in_flight: set[str] = set()
         self._deadline: dict[str, float] = {}  # claim id -> local monotonic lease deadline
@@ -475,7 +474,6 @@ class Worker:
         settler, keeper = background
         if self._active:
             await asyncio.wait(list(self._active.values()), timeout=self.shutdown_timeout)
-        self._abandoning = True
         unfinished = list(self._active.values())
         for task in unfinished:
             task.cancel()

@@ -5,18 +5,6 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-SCRIPT_NAMES = (
-    "enqueue",
-    "claim",
-    "renew",
-    "settle",
-    "release",
-    "recover",
-    "requeue",
-    "breaker",
-)
-
-
 @functools.cache
 def source(name: str) -> str:
     return resources.files("backends").joinpath("lua", f"{name}.lua").read_text("utf-8")
