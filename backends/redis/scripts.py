@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
+
 @functools.cache
 def source(name: str) -> str:
     return resources.files("backends").joinpath("lua", f"{name}.lua").read_text("utf-8")
