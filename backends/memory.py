@@ -97,9 +97,13 @@ class MemoryStore(Store):
         q, now = self._q(queue), self._now()
         fresh: dict[str, NewTask] = {}
         duplicates: list[str] = []
+        same: list[str] = []
         for item in items:
-            if item.id in fresh or self._live(q, item.id, now) is not None:
+            existing = None if item.id in fresh else self._live(q, item.id, now)
+            if item.id in fresh or existing is not None:
                 duplicates.append(item.id)
+                if existing is not None and existing.payload == item.payload:
+                    same.append(item.id)
             else:
                 fresh[item.id] = item
         waiting = sum(1 for t in q.tasks.values() if t.state in _WAITING)
@@ -121,7 +125,7 @@ class MemoryStore(Store):
                 q.due[item.id] = now + item.delay_ms
             else:
                 self._push_ready(q, t)
-        return EnqueueReport(accepted=list(fresh), duplicates=duplicates)
+        return EnqueueReport(accepted=list(fresh), duplicates=duplicates, same_payload=same)
 
     def _promote_due(self, q: _Queue, now: int) -> int | None:
         next_due: int | None = None

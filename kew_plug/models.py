@@ -62,6 +62,9 @@ class Outcome:
 class EnqueueReport:
     accepted: list[str]
     duplicates: list[str]
+    #: Duplicates whose stored payload is byte-for-byte the one submitted: after a lost
+    #: reply, the caller's own earlier attempt (lets a retried submit stay exactly-once).
+    same_payload: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,12 @@ from kew_plug.errors import (
     InvalidArgument,
     PayloadTooLarge,
     SerializationError,
+    StoreUnavailable,
     TaskExists,
     TaskFailed,
 )
 from kew_plug.interfaces import Breaker, Serializer, Store
-from kew_plug.models import NewTask, TaskRecord, TaskState
+from kew_plug.models import EnqueueReport, NewTask, TaskRecord, TaskState
 from kew_plug.registry import load_object, make_breaker, make_serializer, make_store
 
 log = logging.getLogger("kew_plug")
@@ -87,6 +88,7 @@ class Queue:
         max_size: int | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
         breaker_options: Mapping[str, float] | None = None,
+        submit_retries: int = 3,
     ) -> None:
         self.name = validate.name("queue name", name)
         self.store = make_store(store)
@@ -110,6 +112,7 @@ class Queue:
             raise InvalidArgument(f"max_size must be a positive int or None, got {max_size!r}")
         self.max_size = max_size
         self.max_payload_bytes = max_payload_bytes
+        self.submit_retries = validate.retries(submit_retries)
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -174,15 +177,30 @@ class Queue:
         items = [self._encode(s) for s in specs]
         if not items:
             return []
-        report = await self.store.enqueue(self.name, items, self.max_size)
+        report, retried = await self._enqueue(items)
         # Per item, not per id: when an id repeats within the batch the store keeps the first
         # occurrence, so only that one is accepted.
         fresh = set(report.accepted)
+        if retried:  # an id holding exactly our payload was stored by our lost attempt
+            fresh |= set(report.same_payload)
         handles = []
         for i in items:
             handles.append(TaskHandle(i.id, self, i.id in fresh))
             fresh.discard(i.id)
         return handles
+
+    async def _enqueue(self, items: list[NewTask]) -> tuple[EnqueueReport, bool]:
+        """Enqueue, retrying a few times when the store is unreachable. A reply lost after the
+        store acted must not turn into a second copy of the task: retries carry the same
+        ids, and the store recognises its own earlier write by the identical payload."""
+        for attempt in range(self.submit_retries + 1):
+            try:
+                return await self.store.enqueue(self.name, items, self.max_size), attempt > 0
+            except StoreUnavailable:
+                if attempt == self.submit_retries:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
 
     # -- reading back ---------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 -- KEYS[4+i] task hash of item i.
 -- ARGV[1] max_size (-1 = unbounded), ARGV[2] backstop ttl ms,
 -- then 5 per item: id, priority, delay_ms, max_attempts, payload.
--- Returns {accepted_count, then 1 stored | 0 duplicate per item}, or {-1, waiting} when
+-- Returns {accepted_count, then per item 1 stored | 0 duplicate | 2 duplicate holding this
+-- very payload (an earlier attempt of the same call)}, or {-1, waiting} when
 -- max_size refuses the batch (nothing stored).
 -- Touches: the keys above only; an existing task hash is never written.
 local t = redis.call('TIME')
@@ -17,6 +18,8 @@ for i = 1, n do
     flags[i] = 1
     seen[id] = true
     fresh[#fresh + 1] = i
+  elseif not seen[id] and redis.call('HGET', KEYS[4 + i], 'p') == ARGV[2 + (i - 1) * 5 + 5] then
+    flags[i] = 2
   end
 end
 local max_size = tonumber(ARGV[1])

@@ -126,9 +126,12 @@ class RedisStore(Store):
             raise QueueFull(queue, int(reply[1]), len(items), max_size or 0)
         accepted: list[str] = []
         dups: list[str] = []
-        for item, stored in zip(items, reply[1:], strict=True):
-            (accepted if stored else dups).append(item.id)
-        return EnqueueReport(accepted, dups)
+        same: list[str] = []
+        for item, flag in zip(items, reply[1:], strict=True):
+            (accepted if flag == 1 else dups).append(item.id)
+            if flag == 2:
+                same.append(item.id)
+        return EnqueueReport(accepted, dups, same)
 
     async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
         k = self.keys(queue)
