@@ -28,7 +28,7 @@ class LeakyStore(RedisStore):
     async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = await super().settle(queue, outcomes)
         for o in outcomes:
-            await self.client.hset(self.keys(queue).task(o.id), "p", b"leaked")
+            await self.client.hset(self.keys(queue).task(o.id), mapping={"pn": 1, "p1": b"x"})
         return applied
 
 

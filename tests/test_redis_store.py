@@ -178,3 +178,14 @@ async def test_wait_blocks_until_timeout_and_wakes_on_enqueue(
     assert loop.time() - started < 0.5
     await waiter.aclose()
     await producer.aclose()
+
+
+async def test_task_hashes_keep_the_compact_encoding(redis_url: str, namespace: str) -> None:
+    """Payload chunks of at most 64 bytes keep a queued task's hash in listpack encoding,
+    about half the memory of a hashtable."""
+    store = RedisStore.from_url(redis_url, namespace=namespace)
+    queue = Queue(store, "cloudpickle", name="enc", secret="e" * 32)
+    handle = await queue.submit(abs, (-(10**40),))
+    encoding = await store.client.object("encoding", store.keys("enc").task(handle.id))
+    assert encoding == b"listpack"
+    await store.aclose()

@@ -29,7 +29,7 @@ local token = redis.call('INCRBY', KEYS[4], count) - count
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'p', 'at', 'ma', 'st')
+  local f = redis.call('HMGET', key, 'pn', 'at', 'ma', 'st')
   if f[1] and f[4] == 'queued' then
     token = token + 1
     local attempt = tonumber(f[2]) + 1
@@ -40,7 +40,14 @@ for i = 1, #popped, 2 do
     out[#out + 1] = token
     out[#out + 1] = attempt
     out[#out + 1] = f[3]
-    out[#out + 1] = f[1]
+    local chunks = tonumber(f[1])
+    if chunks == 0 then
+      out[#out + 1] = ''
+    else
+      local names = {}
+      for k = 1, chunks do names[k] = 'p' .. k end
+      out[#out + 1] = table.concat(redis.call('HMGET', key, unpack(names)))
+    end
   else
     out[2] = out[2] + 1
   end

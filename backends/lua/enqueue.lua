@@ -1,25 +1,42 @@
 -- enqueue: store new tasks with their payloads in one step.
 -- KEYS[1] ready zset, KEYS[2] due zset, KEYS[3] wake list, KEYS[4] seq counter,
 -- KEYS[4+i] task hash of item i.
--- ARGV[1] max_size (-1 = unbounded), ARGV[2] backstop ttl ms,
--- then 5 per item: id, priority, delay_ms, max_attempts, payload.
+-- ARGV[1] max_size (-1 = unbounded), ARGV[2] backstop ttl ms, then per item: id,
+-- priority, delay_ms, max_attempts, chunk count c, then c payload chunks of at most 64 bytes
+-- (stored as fields p1..pc, so the hash keeps Redis's compact listpack encoding).
 -- Returns {accepted_count, then per item 1 stored | 0 duplicate | 2 duplicate holding this
 -- very payload (an earlier attempt of the same call)}, or {-1, waiting} when
 -- max_size refuses the batch (nothing stored).
 -- Touches: the keys above only; an existing task hash is never written.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local n = (#ARGV - 2) / 5
+local items, j = {}, 3
+while j <= #ARGV do
+  local c = tonumber(ARGV[j + 4])
+  items[#items + 1] = {id = ARGV[j], pr = tonumber(ARGV[j + 1]), delay = tonumber(ARGV[j + 2]),
+    ma = ARGV[j + 3], first = j + 5, count = c}
+  j = j + 5 + c
+end
+
+local function stored_payload(key)
+  local c = tonumber(redis.call('HGET', key, 'pn'))
+  if not c then return nil end
+  local names = {}
+  for k = 1, c do names[k] = 'p' .. k end
+  if c == 0 then return '' end
+  return table.concat(redis.call('HMGET', key, unpack(names)))
+end
+
 local fresh, flags, seen = {}, {}, {}
-for i = 1, n do
-  local id = ARGV[2 + (i - 1) * 5 + 1]
+for i, item in ipairs(items) do
   flags[i] = 0
-  if not seen[id] and redis.call('EXISTS', KEYS[4 + i]) == 0 then
+  if not seen[item.id] and redis.call('EXISTS', KEYS[4 + i]) == 0 then
     flags[i] = 1
-    seen[id] = true
+    seen[item.id] = true
     fresh[#fresh + 1] = i
-  elseif not seen[id] and redis.call('HGET', KEYS[4 + i], 'p') == ARGV[2 + (i - 1) * 5 + 5] then
-    flags[i] = 2
+  elseif not seen[item.id] then
+    local mine = table.concat(ARGV, '', item.first, item.first + item.count - 1)
+    if stored_payload(KEYS[4 + i]) == mine then flags[i] = 2 end
   end
 end
 local max_size = tonumber(ARGV[1])
@@ -33,19 +50,23 @@ local backstop = tonumber(ARGV[2])
 local seq = redis.call('INCRBY', KEYS[4], #fresh) - #fresh
 local ready = 0
 for _, i in ipairs(fresh) do
-  local b = 2 + (i - 1) * 5
-  local id, pr, delay = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  local item = items[i]
   seq = seq + 1
   local key = KEYS[4 + i]
   local state = 'queued'
-  if delay > 0 then state = 'deferred' end
-  redis.call('HSET', key, 'p', ARGV[b + 5], 'st', state, 'pr', pr, 'sq', seq, 'at', 0,
-    'ma', ARGV[b + 4], 'tk', 0, 'eq', now)
-  redis.call('PEXPIRE', key, delay + backstop)
-  if delay > 0 then
-    redis.call('ZADD', KEYS[2], now + delay, id)
+  if item.delay > 0 then state = 'deferred' end
+  local fields = {'st', state, 'pr', item.pr, 'sq', seq, 'at', 0, 'ma', item.ma, 'tk', 0,
+    'eq', now, 'pn', item.count}
+  for k = 1, item.count do
+    fields[#fields + 1] = 'p' .. k
+    fields[#fields + 1] = ARGV[item.first + k - 1]
+  end
+  redis.call('HSET', key, unpack(fields))
+  redis.call('PEXPIRE', key, item.delay + backstop)
+  if item.delay > 0 then
+    redis.call('ZADD', KEYS[2], now + item.delay, item.id)
   else
-    redis.call('ZADD', KEYS[1], (1000 - pr) * 2199023255552 + seq % 2199023255552, id)
+    redis.call('ZADD', KEYS[1], (1000 - item.pr) * 2199023255552 + seq % 2199023255552, item.id)
     ready = ready + 1
   end
 end
@@ -58,5 +79,5 @@ if ready > 0 then
   redis.call('LTRIM', KEYS[3], 0, 63)
 end
 local out = {#fresh}
-for i = 1, n do out[i + 1] = flags[i] end
+for i = 1, #items do out[i + 1] = flags[i] end
 return out

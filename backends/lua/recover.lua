@@ -17,9 +17,6 @@ for _, id in ipairs(expired) do
   local f = redis.call('HMGET', key, 'at', 'ma', 'pr', 'sq', 'st')
   if f[5] == 'running' then
     if tonumber(f[1]) >= tonumber(f[2]) then
-      local payload = redis.call('HGET', key, 'p')
-      if payload then redis.call('HSET', key, 'dp', payload) end
-      redis.call('HDEL', key, 'p')
       redis.call('HSET', key, 'st', 'dead',
         'e', 'lease expired on attempt ' .. f[1] .. ' of ' .. f[2])
       redis.call('ZADD', KEYS[3], now, id)

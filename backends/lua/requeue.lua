@@ -6,10 +6,10 @@ local span = 2199023255552
 local out = {}
 for i = 2, #ARGV do
   local id, key = ARGV[i], KEYS[2 + i]
-  local f = redis.call('HMGET', key, 'st', 'dp', 'pr', 'sq')
+  local f = redis.call('HMGET', key, 'st', 'pn', 'pr', 'sq')
   if f[1] == 'dead' and f[2] then
-    redis.call('HSET', key, 'p', f[2], 'st', 'queued', 'at', 0)
-    redis.call('HDEL', key, 'dp', 'e')
+    redis.call('HSET', key, 'st', 'queued', 'at', 0)
+    redis.call('HDEL', key, 'e')
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZADD', KEYS[1], (1000 - tonumber(f[3])) * span + tonumber(f[4]) % span, id)
     redis.call('PEXPIRE', key, tonumber(ARGV[1]))

@@ -5,7 +5,7 @@
 -- then 5 per outcome: id, token, kind (c complete | r retry | d dead), delay ms, data
 -- (the result for c, the error text for r and d).
 -- Returns {1 applied | 0 stale, ...}. Touches: the keys above only. The payload field is
--- deleted in the same step as a complete; a dead task keeps it as 'dp' for requeue.
+-- deleted in the same step as a complete; a dead task keeps it (p1..pn) for requeue.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local result_ttl, dead_ttl, backstop = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -19,7 +19,10 @@ for i = 1, (#ARGV - 3) / 5 do
   if f[1] == token and f[2] == 'running' then
     redis.call('ZREM', KEYS[1], id)
     if kind == 'c' then
-      redis.call('HDEL', key, 'p', 'e')
+      local chunks = tonumber(redis.call('HGET', key, 'pn')) or 0
+      local names = {'pn', 'e'}
+      for k = 1, chunks do names[#names + 1] = 'p' .. k end
+      redis.call('HDEL', key, unpack(names))
       redis.call('HSET', key, 'st', 'completed', 'r', ARGV[b + 5])
       redis.call('PEXPIRE', key, result_ttl)
     elseif kind == 'r' then
@@ -28,9 +31,6 @@ for i = 1, (#ARGV - 3) / 5 do
       redis.call('ZADD', KEYS[2], now + delay, id)
       redis.call('PEXPIRE', key, delay + backstop)
     else
-      local payload = redis.call('HGET', key, 'p')
-      if payload then redis.call('HSET', key, 'dp', payload) end
-      redis.call('HDEL', key, 'p')
       redis.call('HSET', key, 'st', 'dead', 'e', ARGV[b + 5])
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('PEXPIRE', key, dead_ttl)

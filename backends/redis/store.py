@@ -31,6 +31,9 @@ from kew_plug.models import (
 )
 
 T = TypeVar("T")
+# Payloads are stored as fields of at most this many bytes, Redis's default
+# hash-max-listpack-value, so a task hash keeps the compact encoding (about half the memory).
+CHUNK = 64
 _KIND = {OutcomeKind.COMPLETE: "c", OutcomeKind.RETRY: "r", OutcomeKind.DEAD: "d"}
 DAY = 86400.0
 
@@ -120,7 +123,8 @@ class RedisStore(Store):
         keys = [k.ready, k.due, k.wake, k.seq, *(k.task(i.id) for i in items)]
         args: list[Any] = [-1 if max_size is None else max_size, self.backstop_ms]
         for i in items:
-            args += [i.id, i.priority, i.delay_ms, i.max_attempts, i.payload]
+            chunks = [i.payload[k : k + CHUNK] for k in range(0, len(i.payload), CHUNK)]
+            args += [i.id, i.priority, i.delay_ms, i.max_attempts, len(chunks), *chunks]
         reply = await self._run("enqueue", keys, args)
         if reply[0] == -1:
             raise QueueFull(queue, int(reply[1]), len(items), max_size or 0)
@@ -252,7 +256,8 @@ class RedisStore(Store):
         keys = await self.scan(f"{k.pattern[:-1]}t:*")
         if not keys:
             return set()
-        held = await self._pipelined("hexists", keys, "p")
+        rows = await self._pipelined("hmget", keys, "pn", "st")
+        held = [pn is not None and st != b"dead" for pn, st in rows]
         cut = len(k.task_prefix)
         return {_text(key)[cut:] for key, has in zip(keys, held, strict=True) if has}
 
@@ -294,5 +299,5 @@ def _record(queue: str, task_id: str, h: dict[bytes, bytes]) -> TaskRecord | Non
         enqueued_ms=int(h.get(b"eq", 0)),
         result=result,
         error=None if error is None else error.decode("utf-8", "replace"),
-        has_payload=b"p" in h,
+        has_payload=b"pn" in h and h.get(b"st") != b"dead",
     )

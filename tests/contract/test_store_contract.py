@@ -255,3 +255,19 @@ async def test_purge_removes_only_its_own_queue(store: Store, queue_name: str) -
     assert await store.get(queue_name, "t1") is None
     assert (await store.stats(queue_name)).pending == 0
     assert await store.get(other, "t2") is not None
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 200, 5000])
+async def test_payloads_of_any_size_come_back_byte_for_byte(
+    store: Store, queue_name: str, size: int
+) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    await store.enqueue(queue_name, [NewTask("big", payload, max_attempts=2)])
+    (c,) = await claim_all(store, queue_name)
+    assert c.payload == payload
+    await store.settle(queue_name, [Outcome(c.id, c.token, OutcomeKind.DEAD, error="x")])
+    assert await store.payload_ids(queue_name) == set()
+    assert await store.requeue(queue_name, ["big"]) == [True]
+    (again,) = await claim_all(store, queue_name)
+    assert again.payload == payload
+    assert await store.payload_ids(queue_name) == {"big"}
