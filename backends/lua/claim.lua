@@ -29,7 +29,8 @@ local token = redis.call('INCRBY', KEYS[4], count) - count
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'pn', 'at', 'ma', 'st')
+  -- Most payloads fit in four chunks: fetch those with the state, in one call.
+  local f = redis.call('HMGET', key, 'pn', 'at', 'ma', 'st', 'p1', 'p2', 'p3', 'p4')
   if f[1] and f[4] == 'queued' then
     token = token + 1
     local attempt = tonumber(f[2]) + 1
@@ -41,13 +42,15 @@ for i = 1, #popped, 2 do
     out[#out + 1] = attempt
     out[#out + 1] = f[3]
     local chunks = tonumber(f[1])
-    if chunks == 0 then
-      out[#out + 1] = ''
-    else
+    local parts = {}
+    for k = 1, math.min(chunks, 4) do parts[k] = f[4 + k] end
+    if chunks > 4 then
       local names = {}
-      for k = 1, chunks do names[k] = 'p' .. k end
-      out[#out + 1] = table.concat(redis.call('HMGET', key, unpack(names)))
+      for k = 5, chunks do names[#names + 1] = 'p' .. k end
+      local rest = redis.call('HMGET', key, unpack(names))
+      for k = 1, #rest do parts[4 + k] = rest[k] end
     end
+    out[#out + 1] = table.concat(parts)
   else
     out[2] = out[2] + 1
   end

@@ -15,11 +15,11 @@ for i = 1, (#ARGV - 3) / 5 do
   local b = 3 + (i - 1) * 5
   local id, token, kind = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local key = KEYS[4 + i]
-  local f = redis.call('HMGET', key, 'tk', 'st')
+  local f = redis.call('HMGET', key, 'tk', 'st', 'pn')
   if f[1] == token and f[2] == 'running' then
     redis.call('ZREM', KEYS[1], id)
     if kind == 'c' then
-      local chunks = tonumber(redis.call('HGET', key, 'pn')) or 0
+      local chunks = tonumber(f[3]) or 0
       local names = {'pn', 'e'}
       for k = 1, chunks do names[#names + 1] = 'p' .. k end
       redis.call('HDEL', key, unpack(names))
