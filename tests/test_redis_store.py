@@ -15,6 +15,7 @@ from backends.redis import RedisStore
 from harness.servers import RedisServer, redis_server_binary
 from kew_plug import Queue, RetryPolicy, StoreUnavailable, Worker
 from kew_plug.models import NewTask, Outcome, OutcomeKind
+from tests.helpers import eventually
 
 needs_redis = pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server")
 
@@ -52,8 +53,8 @@ async def test_every_script_touches_one_hash_slot() -> None:
         ],
     )
     await store.requeue(q, [claims[3].id])
-    await asyncio.sleep(0.1)  # let the 50 ms leases run out so recover has work to do
-    report = await store.recover(q)
+    # Wait for the 50 ms leases to run out: recover then has work to do.
+    report = await eventually(lambda: store.recover(q), lambda r: bool(r.requeued or r.dead))
     assert report.requeued or report.dead
     names = {name for name, _ in store.calls}
     assert names == {"enqueue", "claim", "renew", "release", "settle", "requeue", "recover"}
