@@ -36,7 +36,7 @@ class ChildSpec:
     store: str  # a URL, a registry name or package.module:factory
     server_url: str | None  # the Redis or embedded fakeredis server of this run, if any
     namespace: str
-    queue: str
+    queues: tuple[str, ...]  # task i goes to queues[i % len(queues)]
     serializer: str
     breaker: str
     secret: str
@@ -59,7 +59,7 @@ class ChildSpec:
 def build_store(spec: str, server_url: str | None, namespace: str) -> Store:
     """A store from the strings a child was given. A `package.module:factory` is called with
     whichever of `url` (the run's server) and `namespace` its signature accepts."""
-    if spec.startswith(URL_SCHEMES) or spec in ("fakeredis", "redis"):
+    if spec.startswith(URL_SCHEMES) or spec in ("fakeredis", "redis", "redis-cluster"):
         from backends.redis import RedisStore
 
         return RedisStore.from_url(server_url or spec, namespace=namespace)
@@ -74,7 +74,7 @@ def build_store(spec: str, server_url: str | None, namespace: str) -> Store:
     return make_store(spec)
 
 
-def build_breaker(spec: ChildSpec, store: Store) -> Breaker | None:
+def build_breaker(spec: ChildSpec, store: Store, queue: str) -> Breaker | None:
     if spec.breaker == "local":
         from backends.breakers import LocalBreaker
 
@@ -83,20 +83,18 @@ def build_breaker(spec: ChildSpec, store: Store) -> Breaker | None:
         make = getattr(store, "breaker", None)
         if make is None:
             raise SystemExit(f"--breaker redis needs a Redis store, not {type(store).__name__}")
-        made: Breaker = make(spec.queue, **spec.breaker_options)
+        made: Breaker = make(queue, **spec.breaker_options)
         return made
-    return make_breaker(spec.breaker, store, spec.queue)
+    return make_breaker(spec.breaker, store, queue)
 
 
-def build_queue(spec: ChildSpec, store: Store, ledger: LedgerWriter) -> Queue:
-    breaker = build_breaker(spec, store)
+def build_queue(spec: ChildSpec, store: Store, ledger: LedgerWriter, queue: str) -> Queue:
+    breaker = build_breaker(spec, store, queue)
     if breaker is not None:
         breaker = RecordingBreaker(breaker, ledger)
     # Breaker probes that meet the outage each cost their task an attempt.
     retries = 20 if spec.scenario == "breaker" else 4
-    return Queue(
-        store, spec.serializer, breaker, name=spec.queue, secret=spec.secret, retries=retries
-    )
+    return Queue(store, spec.serializer, breaker, name=queue, secret=spec.secret, retries=retries)
 
 
 def plan_for(spec: ChildSpec, i: int) -> tasks.Plan:
@@ -116,7 +114,7 @@ def delay_for(spec: ChildSpec, i: int) -> float | None:
     return None
 
 
-async def submit_share(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
+async def submit_share(spec: ChildSpec, queues: list[Queue], ledger: LedgerWriter) -> None:
     funcs: dict[tuple[tasks.Plan, bool], Any] = {}
 
     def fn_for(i: int) -> Any:
@@ -134,14 +132,17 @@ async def submit_share(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
             # Spread the share over PACE_S so tasks are still flowing when the outage begins.
             await asyncio.sleep(max(0.0, spec.start_at + PACE_S * n / len(starts) - time.time()))
         idx = range(start, min(start + spec.batch, spec.last))
-        specs, rows = [], []
+        specs: list[list[TaskSpec]] = [[] for _ in queues]
+        rows = []
         for i in idx:
             plan = plan_for(spec, i)
             args: tuple[Any, ...] = (i,) if spec.task_kind == "closure" else (i, spec.salt, plan)
             delay = delay_for(spec, i)
             priority = i % 3 if spec.scenario == "deferred" else 0
             task_id = f"{spec.namespace}-{i}"
-            specs.append(TaskSpec(fn_for(i), args, task_id=task_id, delay=delay, priority=priority))
+            specs[i % len(queues)].append(
+                TaskSpec(fn_for(i), args, task_id=task_id, delay=delay, priority=priority)
+            )
             rows.append(
                 {
                     "id": task_id,
@@ -151,7 +152,10 @@ async def submit_share(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
                 }
             )
         ledger.write_many("int", [{"id": r["id"]} for r in rows])
-        accepted = await submit_with_retry(q, specs)
+        accepted: set[str] = set()
+        for q, batch in zip(queues, specs, strict=True):
+            if batch:
+                accepted |= await submit_with_retry(q, batch)
         ledger.write_many("sub", [r for r in rows if r["id"] in accepted])
     ledger.write("subdone")
 
@@ -224,18 +228,21 @@ async def child_async(spec: ChildSpec) -> None:
     ledger = LedgerWriter(Path(spec.ledger_dir) / f"p{spec.index}.jsonl")
     tasks.LEDGER = ledger
     store = build_store(spec.store, spec.server_url, spec.namespace)
-    q = build_queue(spec, store, ledger)
+    queues = [build_queue(spec, store, ledger, name) for name in spec.queues]
     await wait_for_store(store)
     ledger.write("hello", i=spec.index, submits=spec.submits, works=spec.works)
     try:
         jobs = []
         if spec.works:
-            jobs.append(asyncio.create_task(work(spec, q, ledger)))
+            jobs = [asyncio.create_task(work(spec, q, ledger)) for q in queues]
         if spec.submits:
-            await submit_share(spec, q, ledger)
+            await submit_share(spec, queues, ledger)
         await asyncio.gather(*jobs)
     finally:
-        await q.aclose()
+        for q in queues:
+            if q.breaker is not None:
+                await q.breaker.aclose()
+        await store.aclose()
         ledger.write("bye")
 
 

@@ -29,16 +29,26 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
         "--store",
         default="fakeredis",
         help="fakeredis (embedded server, default), redis (owned server, or --redis-url), "
-        "memory, a redis:// URL, or package.module:factory",
+        "redis-cluster (owned 6-node cluster, or --redis-url redis+cluster://...), memory, "
+        "a redis:// URL, or package.module:factory",
     )
-    p.add_argument("--redis-url", default=None, help="an existing Redis for --store redis")
+    p.add_argument(
+        "--redis-url", default=None, help="an existing Redis (or Cluster) for --store redis"
+    )
+    p.add_argument("--queues", type=int, default=1, help="spread tasks over K queues")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="cluster: enqueue and settle wait until N replicas hold the write",
+    )
     p.add_argument("--serializer", default="cloudpickle", help="cloudpickle, dill, pickle, or m:f")
     p.add_argument(
         "--breaker", default="none", help="none, local, redis, or package.module:factory"
     )
     p.add_argument("--roles", default="mixed", choices=["mixed", "split"])
     p.add_argument("--scenario", default="basic", choices=list(SCENARIOS))
-    p.add_argument("--faults", default="", help="kill=K,pause=P,restart=R,drop=D")
+    p.add_argument("--faults", default="", help="kill=K,pause=P,restart=R,drop=D,failover=F")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=120.0, help="bound on the whole run, s")
     p.add_argument("--task-kind", default="closure", choices=["closure", "module"])

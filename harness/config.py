@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 SCENARIOS = ("basic", "retry", "deferred", "breaker")
 ROLES = ("mixed", "split")
 TASK_KINDS = ("closure", "module")
-FAULT_KINDS = ("kill", "pause", "restart", "drop")
+FAULT_KINDS = ("kill", "pause", "restart", "drop", "failover")
+CLUSTER = "redis-cluster"
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,8 @@ class RunConfig:
     roles: str = "mixed"
     scenario: str = "basic"
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+    queues: int = 1  # tasks spread over this many queues (on a cluster: over its primaries)
+    replicas: int = 0  # cluster: enqueue and settle wait for this many replicas (WAIT)
     seed: int = 0
     timeout: float = 120.0
     task_kind: str = "closure"
@@ -87,6 +90,19 @@ class RunConfig:
             # fakeredis answers CLIENT KILL by failing every later command, not by closing
             # connections, so only a real server can show a drop.
             raise ConfigError("--faults drop=N needs a real server: --store redis")
+        if self.queues < 1:
+            raise ConfigError("--queues must be at least 1")
+        if self.replicas and self.store != CLUSTER:
+            raise ConfigError("--replicas N needs --store redis-cluster")
+        if self.replicas < 0:
+            raise ConfigError("--replicas must be >= 0")
+        if self.redis_url and self.store == CLUSTER and "+cluster" not in self.redis_url:
+            raise ConfigError("--store redis-cluster takes a redis+cluster://host:port URL")
+        if self.faults.get("failover") and (self.store != CLUSTER or self.redis_url):
+            raise ConfigError(
+                "--faults failover=N needs a cluster the harness owns: --store redis-cluster "
+                "without --redis-url"
+            )
         if self.task_ms < 0:
             raise ConfigError("--task-ms must be >= 0")
         if self.timeout <= 0:

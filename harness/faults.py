@@ -1,7 +1,8 @@
 """Fault injection: SIGKILL a worker (a replacement is started), SIGSTOP one past its lease
 and SIGCONT it (the zombie), restart the store server the harness owns, drop every client
-connection. Faults fire at points of progress chosen by the seed; each is logged with its
-time so the report can say what happened when."""
+connection, kill a cluster primary so its replica takes over. Faults fire at points of
+progress chosen by the seed; each is logged with its time so the report can say what
+happened when."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def plan_faults(counts: dict[str, int], seed: int, lease: float) -> list[Fault]:
         faults.append(Fault("restart", rng.uniform(0.2, 0.7)))
     for _ in range(counts.get("drop", 0)):
         faults.append(Fault("drop", rng.uniform(0.1, 0.8)))
+    for _ in range(counts.get("failover", 0)):
+        faults.append(Fault("failover", rng.uniform(0.15, 0.6)))
     return sorted(faults, key=lambda f: f.at)
 
 
@@ -48,6 +51,7 @@ class Injector:
     replace: Callable[[Any], None]  # start a worker in place of a killed one
     restart_server: Callable[[], Awaitable[None]] | None
     drop_clients: Callable[[], Awaitable[int]] | None
+    failover: Callable[[], Awaitable[dict[str, Any]]] | None = None
     started: float = field(default_factory=time.monotonic)
     log: list[dict[str, Any]] = field(default_factory=list)
     killed: set[int] = field(default_factory=set)
@@ -98,6 +102,11 @@ class Injector:
             await self.restart_server()
             self._note("restart")
             return True
+        if fault.kind == "failover" and self.failover is not None:
+            started = time.monotonic()
+            detail = await self.failover()
+            self._note("failover", seconds=round(time.monotonic() - started, 2), **detail)
+            return True
         if fault.kind == "drop" and self.drop_clients is not None:
             dropped = await self.drop_clients()
             self._note("drop", connections=dropped)
@@ -129,3 +138,26 @@ async def drop_all_clients(url: str) -> int:
 
 async def restart_in_thread(server: Any) -> None:
     await asyncio.to_thread(server.restart)
+
+
+async def failover_in_thread(cluster: Any, queue: str) -> dict[str, Any]:
+    """Kill the primary serving `queue` (or, if it has no replica left, another primary that
+    has one), so a replica takes over: an unplanned failover under load."""
+
+    def go() -> dict[str, Any]:
+        import redis
+        from redis.crc import key_slot
+
+        slot = key_slot(queue.encode())
+        candidates = [port for _, port in cluster.primaries() if cluster.replicas_of(port)]
+        if not candidates:
+            return {"skipped": "no primary has a live replica"}
+        with redis.Redis("127.0.0.1", candidates[0], socket_timeout=2) as r:
+            ranges = r.execute_command("CLUSTER", "SLOTS")
+        owner = next((int(row[2][1]) for row in ranges if row[0] <= slot <= row[1]), None)
+        port = owner if owner in candidates else candidates[0]
+        new = cluster.failover(port, how="kill")
+        return {"queue": queue, "old_primary": port, "new_primary": new}
+
+    result: dict[str, Any] = await asyncio.to_thread(go)
+    return result

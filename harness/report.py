@@ -53,6 +53,16 @@ def render(report: dict[str, Any], notes: list[str], console: Console) -> None:
     for pid, row in sorted(report["per_process"].items()):
         procs.add_row(pid, str(row["submitted"]), str(row["executed"]), str(row["completed"]))
     console.print(procs)
+    nodes = report.get("keys_per_node") or {}
+    if len(nodes) > 1:
+        spread = ", ".join(f"{node} {count}" for node, count in sorted(nodes.items()))
+        console.print(f"keys per primary: {spread}")
+    for fault in report.get("fault_log", []):
+        if fault["kind"] == "failover":
+            console.print(
+                f"failover at {fault['t']:.1f} s: primary {fault.get('old_primary')} -> "
+                f"{fault.get('new_primary')} in {fault['seconds']:.1f} s"
+            )
     if "breaker_report" in report:
         console.print("breaker:", report["breaker_report"])
     for failure in report["failures"]:
@@ -68,6 +78,8 @@ def _title(r: dict[str, Any]) -> str:
     return (
         f"kew-plug harness: store={r['store']} serializer={r['serializer']} "
         f"breaker={r['breaker']} roles={r['roles']} scenario={r['scenario']}"
+        + (f" queues={r['queues']}" if r.get("queues", 1) > 1 else "")
+        + (f" replicas={r['replicas']}" if r.get("replicas") else "")
     )
 
 

@@ -22,14 +22,27 @@ import multiprocess
 
 from harness.checks import StoreFacts, evaluate
 from harness.child import ChildSpec, build_store, child_main
-from harness.config import ConfigError, RunConfig
-from harness.faults import Injector, drop_all_clients, plan_faults, restart_in_thread
+from harness.config import CLUSTER, ConfigError, RunConfig
+from harness.faults import (
+    Injector,
+    drop_all_clients,
+    failover_in_thread,
+    plan_faults,
+    restart_in_thread,
+)
 from harness.ledger import LedgerTail, read_all
 from kew_plug.errors import KewError, StoreUnavailable
 from kew_plug.interfaces import Store
 from kew_plug.registry import URL_SCHEMES
 
 QUEUE = "harness"
+
+
+def queue_names(count: int) -> list[str]:
+    """The run's queues; on a cluster their names spread them over the primaries."""
+    return [QUEUE] if count == 1 else [f"{QUEUE}-{k}" for k in range(count)]
+
+
 BREAKER_OPTIONS = {"failure_threshold": 5, "reset_timeout": 0.3, "half_open_max_calls": 1}
 MEMORY_WARNING = (
     "--store memory keeps tasks in each process's own memory: a task submitted in one "
@@ -63,13 +76,22 @@ class _Servers:
     def __init__(self) -> None:
         self.embedded: Any = None
         self.redis: Any = None
+        self.cluster: Any = None
 
     def url_for(self, cfg: RunConfig) -> str | None:
         """The server URL of this run: an existing --redis-url, or a server it starts."""
         if cfg.store == "memory" or cfg.store.startswith(URL_SCHEMES):
             return None
         if cfg.redis_url:
-            return cfg.redis_url
+            return _with_replicas(cfg.redis_url, cfg.replicas)
+        if cfg.store == CLUSTER:
+            from harness.cluster import LocalCluster
+
+            try:
+                self.cluster = LocalCluster().start()
+            except FileNotFoundError as e:
+                raise ConfigError(f"{e}; or pass --redis-url redis+cluster://host:port") from e
+            return _with_replicas(str(self.cluster.url), cfg.replicas)
         if cfg.store == "redis":
             from harness.servers import RedisServer
 
@@ -88,6 +110,14 @@ class _Servers:
             self.embedded.stop()
         if self.redis is not None:
             self.redis.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _with_replicas(url: str, replicas: int) -> str:
+    if not replicas:
+        return url
+    return f"{url}{'&' if '?' in url else '/?'}replicas={replicas}"
 
 
 def run(config: RunConfig | None = None, **overrides: Any) -> Report:
@@ -155,7 +185,7 @@ def _plan_children(
                 store=cfg.store,
                 server_url=url,
                 namespace=namespace,
-                queue=QUEUE,
+                queues=tuple(queue_names(cfg.queues)),
                 serializer=cfg.serializer,
                 breaker=cfg.breaker,
                 secret=secret,
@@ -223,6 +253,9 @@ async def _run(
         replace_worker,
         (lambda: restart_in_thread(servers.redis)) if servers.redis is not None else None,
         (lambda: drop_all_clients(url)) if url is not None else None,
+        (lambda: failover_in_thread(servers.cluster, queue_names(cfg.queues)[0]))
+        if servers.cluster is not None
+        else None,
     )
     started = time.monotonic()
     for spec in specs:
@@ -247,6 +280,7 @@ async def _run(
             notes.append(f"process {p.pid} did not stop within 15 s and was killed")
     records = read_all(ledger_dir)
     facts = await _store_facts(store, namespace, records, cfg, secret)
+    per_node = await _keys_per_node(store, namespace)
     verdict = evaluate(
         records,
         facts,
@@ -275,7 +309,8 @@ async def _run(
             f"processes exited abnormally (pid: exit code): {crashed} (see {workdir}/p*.log)"
         )
     if not cfg.keep:
-        await store.purge(QUEUE)
+        for name in queue_names(cfg.queues):
+            await store.purge(name)
     await store.aclose()
     completed = progress.completed
     data: dict[str, Any] = {
@@ -288,6 +323,8 @@ async def _run(
         "roles": cfg.roles,
         "scenario": cfg.scenario,
         "faults": cfg.faults,
+        "queues": cfg.queues,
+        "replicas": cfg.replicas,
         "seed": cfg.seed,
         "wall_s": round(wall, 3),
         "tasks_per_s": round(completed / wall, 1) if wall else 0.0,
@@ -295,6 +332,7 @@ async def _run(
         "per_process": verdict.per_process,
         "failures": failures,
         "fault_log": injector.log,
+        "keys_per_node": per_node,
         **verdict.details,
     }
     return Report(data, notes, str(workdir) if cfg.keep else None)
@@ -352,7 +390,9 @@ async def _watch(
             # Drained when the store holds nothing unfinished; whatever the ledgers then
             # lack is lost, which the checker reports.
             try:
-                pending = (await store.stats(QUEUE)).pending
+                pending = 0
+                for name in queue_names(cfg.queues):
+                    pending += (await store.stats(name)).pending
             except StoreUnavailable:
                 pending = -1  # restarting or dropped: look again on the next tick
             if pending == 0:
@@ -374,16 +414,32 @@ async def _store_facts(
 ) -> StoreFacts:
     if not store.shared:
         return StoreFacts(shared=False)
-    facts = StoreFacts(shared=True, payloads_left=len(await store.payload_ids(QUEUE)))
+    names = queue_names(cfg.queues)
+    left = 0
+    for name in names:
+        left += len(await store.payload_ids(name))
+    facts = StoreFacts(shared=True, payloads_left=left)
     keys = getattr(store, "keys", None)
     if keys is not None and cfg.store != "memory":
-        facts.keys_without_ttl = await _keys_without_ttl(store, namespace)
+        facts.keys_without_ttl = await _keys_without_ttl(store, namespace, names)
     facts.results = await _read_results(store, records, cfg, secret)
     return facts
 
 
-async def _keys_without_ttl(store: Any, namespace: str) -> int:
-    live = set(store.keys(QUEUE).live_structures)
+async def _keys_per_node(store: Any, namespace: str) -> dict[str, int]:
+    """How many of the run's keys each server holds (one entry unless on a cluster)."""
+    count = getattr(store, "count_keys_per_node", None)
+    if count is None:
+        return {}
+    try:
+        found: dict[str, int] = await count(f"{namespace}:*")
+    except StoreUnavailable:
+        return {}
+    return found
+
+
+async def _keys_without_ttl(store: Any, namespace: str, queues: list[str]) -> int:
+    live = {key for name in queues for key in store.keys(name).live_structures}
     names = [k.decode() for k in await store.scan(f"{namespace}:*")]
     candidates = [k for k in names if k not in live]
     if not candidates:
@@ -400,17 +456,23 @@ async def _read_results(
 ) -> dict[str, Any]:
     from kew_plug.queue import Queue
 
-    ids = [r["id"] for r in records if r["e"] == "sub"]
-    q = Queue(store, cfg.serializer, name=QUEUE, secret=secret)
+    names = queue_names(cfg.queues)
+    by_queue: dict[str, list[str]] = {name: [] for name in names}
+    for r in records:
+        if r["e"] == "sub":
+            # Ids are <namespace>-<i>, and task i went to queue i mod K.
+            by_queue[names[int(r["id"].rsplit("-", 1)[1]) % len(names)]].append(r["id"])
+    serializer = Queue(store, cfg.serializer, name=QUEUE, secret=secret).serializer
     out: dict[str, Any] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        recs = await store.get_many(QUEUE, chunk)
-        for task_id, rec in zip(chunk, recs, strict=True):
-            if rec is not None and rec.result is not None:
-                try:
-                    # Compared with ledger values, which went through JSON.
-                    out[task_id] = json.loads(json.dumps(q.serializer.loads(rec.result)))
-                except KewError as e:
-                    out[task_id] = f"<unreadable result: {e}>"
+    for name, ids in by_queue.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            recs = await store.get_many(name, chunk)
+            for task_id, rec in zip(chunk, recs, strict=True):
+                if rec is not None and rec.result is not None:
+                    try:
+                        # Compared with ledger values, which went through JSON.
+                        out[task_id] = json.loads(json.dumps(serializer.loads(rec.result)))
+                    except KewError as e:
+                        out[task_id] = f"<unreadable result: {e}>"
     return out

@@ -16,7 +16,7 @@ STORES: dict[str, str] = {
     "memory": "backends.memory:MemoryStore",
     "fakeredis": "backends.fake:FakeRedisStore",
 }
-URL_SCHEMES = ("redis://", "rediss://", "unix://")
+URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
 SERIALIZERS: dict[str, str] = {
     "cloudpickle": "serializers.pickling:CloudpickleSerializer",
     "dill": "serializers.pickling:DillSerializer",

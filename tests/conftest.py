@@ -19,6 +19,8 @@ from kew_plug.interfaces import Store
 
 REQUIRE_REDIS = os.environ.get("KEW_REQUIRE_REDIS") == "1"
 STORE_PARAMS = ["memory", "fakeredis", "redis"]
+# The contract suites also run on a local 6-node Redis Cluster (3 primaries, 3 replicas).
+CONTRACT_STORES = [*STORE_PARAMS, "redis-cluster"]
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +32,25 @@ def redis_url() -> Iterator[str]:
         pytest.skip("redis-server not installed")
     with RedisServer() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """Seed URL of a throwaway local Redis Cluster for this session (per xdist worker)."""
+    if redis_server_binary() is None:
+        if REQUIRE_REDIS:
+            pytest.fail("KEW_REQUIRE_REDIS=1 but redis-server is not installed")
+        pytest.skip("redis-server not installed")
+    from harness.cluster import LocalCluster
+
+    try:
+        cluster = LocalCluster()
+    except FileNotFoundError as e:  # redis-cli missing
+        if REQUIRE_REDIS:
+            pytest.fail(f"KEW_REQUIRE_REDIS=1 but {e}")
+        pytest.skip(str(e))
+    with cluster:
+        yield cluster.url
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +90,8 @@ async def make_store(request: pytest.FixtureRequest, namespace: str) -> AsyncIte
             made.append(store)
             return store
     else:
-        url = request.getfixturevalue("redis_url")
+        fixture = "cluster_url" if kind == "redis-cluster" else "redis_url"
+        url = request.getfixturevalue(fixture)
 
         def factory(**options: float) -> Store:
             store = RedisStore.from_url(url, namespace=namespace, **options)

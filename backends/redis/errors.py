@@ -12,7 +12,11 @@ from kew_plug.errors import StoreUnavailable
 
 
 def describe_target(client: Any) -> str:
-    """host:port/db (or the unix socket path) of a redis-py client, without its password."""
+    """host:port/db (or the unix socket path) of a redis-py client, without its password;
+    `cluster host:port,...` (the seed nodes) for a cluster client."""
+    seeds = getattr(getattr(client, "nodes_manager", None), "startup_nodes", None)
+    if seeds:
+        return "cluster " + ",".join(sorted(seeds))
     kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
     if "path" in kw:
         return f"unix://{kw['path']}"
@@ -25,9 +29,13 @@ def translated(target: str) -> Iterator[None]:
         yield
     except rex.AuthenticationError as e:
         raise StoreUnavailable(f"Redis at {target} refused the credentials: {e}") from e
+    except (rex.ClusterDownError, rex.TryAgainError, rex.SlotNotCoveredError) as e:
+        raise StoreUnavailable(f"Redis Cluster at {target} cannot serve the slot: {e}") from e
     except rex.ResponseError as e:
+        if str(e).startswith(("CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK ")):
+            raise StoreUnavailable(f"Redis Cluster at {target} cannot serve the slot: {e}") from e
         if "NOAUTH" in str(e) or "WRONGPASS" in str(e) or "NOPERM" in str(e):
             raise StoreUnavailable(f"Redis at {target} refused the credentials: {e}") from e
         raise
-    except (rex.ConnectionError, rex.TimeoutError, OSError) as e:
+    except (rex.ConnectionError, rex.TimeoutError, rex.RedisClusterException, OSError) as e:
         raise StoreUnavailable(f"cannot reach Redis at {target}: {e}") from e

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import hiredis
 from redis import exceptions as rex
 from redis.connection import parse_url
+
+if TYPE_CHECKING:
+    from backends.redis.cluster import ReplicaWait
 
 
 def encode(args: tuple[Any, ...]) -> bytes:
@@ -129,6 +133,16 @@ class Pipe:
             return self._proto
 
     @staticmethod
+    def _write(proto: _Protocol, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+        if proto.transport is None or proto.lost is not None:
+            raise rex.ConnectionError(f"Connection closed: {proto.lost}")
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        proto.waiting.extend(futures)
+        proto.transport.write(b"".join(encode(c) for c in commands))
+        return futures
+
+    @staticmethod
     async def _send(proto: _Protocol, args: tuple[Any, ...]) -> Any:
         if proto.transport is None or proto.lost is not None:
             raise rex.ConnectionError(f"Connection closed: {proto.lost}")
@@ -140,6 +154,21 @@ class Pipe:
     async def execute(self, *args: Any) -> Any:
         return await self._send(await self._ready(), args)
 
+    async def execute_all(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Several commands written at once on this one connection; their replies in order,
+        or the first error once every reply is in (none is left unretrieved)."""
+        if len(commands) == 1:
+            return [await self._send(await self._ready(), commands[0])]
+        futures = self._write(await self._ready(), commands)
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
+    async def send(self, key: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return await self.execute_all(commands)  # one server holds every key
+
     async def aclose(self) -> None:
         """Close the socket and wait until it is really closed (no ResourceWarning later)."""
         proto, self._proto = self._proto, None
@@ -148,16 +177,30 @@ class Pipe:
             await asyncio.wait_for(asyncio.shield(proto.closed), 5)
 
 
-class PipeScript:
-    """A Lua script run over a Pipe by EVALSHA, loaded on first NOSCRIPT (after a restart
-    or SCRIPT FLUSH the server forgets it)."""
+class Sender(Protocol):
+    """Where a script call goes: one Pipe, or the cluster router that picks the Pipe of the
+    primary owning `key`."""
 
-    def __init__(self, pipe: Pipe, source: str, sha: str) -> None:
-        self.pipe, self.source, self.sha = pipe, source, sha
+    async def send(self, key: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]: ...
+
+
+class PipeScript:
+    """A Lua script run by EVALSHA through a Sender, loaded on first NOSCRIPT (after a restart or
+    SCRIPT FLUSH the server forgets it). With `wait`, the reply counts only once enough
+    replicas have acknowledged the write (`WAIT` on the same connection)."""
+
+    def __init__(self, to: Sender, source: str, sha: str, wait: ReplicaWait | None = None):
+        self.to, self.source, self.sha, self.wait = to, source, sha, wait
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        commands: list[tuple[Any, ...]] = [("EVALSHA", self.sha, len(keys), *keys, *args)]
+        if self.wait is not None:
+            commands.append(self.wait.command)
         try:
-            return await self.pipe.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            replies = await self.to.send(keys[0], commands)
         except rex.NoScriptError:
-            await self.pipe.execute("SCRIPT", "LOAD", self.source)
-            return await self.pipe.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            await self.to.send(keys[0], [("SCRIPT", "LOAD", self.source)])
+            replies = await self.to.send(keys[0], commands)
+        if self.wait is not None:
+            self.wait.check(replies[1])
+        return replies[0]

@@ -8,14 +8,17 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rex
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from backends.redis.cluster import SCHEME as CLUSTER_SCHEME
+from backends.redis.cluster import ClusterRouter, ReplicaWait, cluster_client, parse_cluster_url
 from backends.redis.errors import describe_target, translated
 from backends.redis.keys import DEFAULT_NAMESPACE, QueueKeys
-from backends.redis.pipe import Pipe, PipeScript
+from backends.redis.pipe import Pipe, PipeScript, Sender
 from backends.redis.scripts import source
 from kew_plug import validate
-from kew_plug.errors import QueueFull
+from kew_plug.errors import InvalidArgument, QueueFull
 from kew_plug.interfaces import Store
 from kew_plug.models import (
     Claim,
@@ -36,6 +39,8 @@ T = TypeVar("T")
 CHUNK = 64
 _KIND = {OutcomeKind.COMPLETE: "c", OutcomeKind.RETRY: "r", OutcomeKind.DEAD: "d"}
 DAY = 86400.0
+# Writes a caller relies on once they return; with replicas=N they wait for N replicas.
+DURABLE = frozenset({"enqueue", "settle", "release", "requeue"})
 
 
 def _text(value: bytes | str) -> str:
@@ -47,7 +52,7 @@ class RedisStore(Store):
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         *,
         namespace: str = DEFAULT_NAMESPACE,
         result_ttl: float = 3600.0,
@@ -55,6 +60,9 @@ class RedisStore(Store):
         backstop_ttl: float = 7 * DAY,
         owns_client: bool = False,
         pipe: Pipe | None = None,
+        router: ClusterRouter | None = None,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         self.client = client
         self.namespace = validate.name("namespace", namespace)
@@ -66,18 +74,34 @@ class RedisStore(Store):
         self._owns_client = owns_client
         self._keys: dict[str, QueueKeys] = {}
         self._pipe = pipe
+        self._router = router
+        send: Sender | None = router if router is not None else pipe
+        wait = ReplicaWait(replicas, replica_timeout, self.target) if replicas else None
+        if wait is not None and send is None:
+            # WAIT counts the writes of its own connection; a pooled client cannot promise
+            # the script ran on the same one.
+            raise InvalidArgument("replicas=N needs a redis:// or redis+cluster:// store URL")
+        self.replicas = replicas
         self._scripts: dict[str, AsyncScript | PipeScript] = {}
         for name in ("enqueue", "claim", "renew", "settle", "release", "recover", "requeue"):
             script = client.register_script(source(name))
+            durable = wait if name in DURABLE else None
             self._scripts[name] = (
-                script if pipe is None else PipeScript(pipe, source(name), script.sha)
+                script if send is None else PipeScript(send, source(name), script.sha, durable)
             )
 
     @classmethod
     def from_url(cls, url: str, *, fast: bool = True, **options: Any) -> RedisStore:
-        """`redis://[user:password@]host:port/db`, `rediss://` for TLS, `unix:///path`.
+        """`redis://[user:password@]host:port/db`, `rediss://` for TLS, `unix:///path`, or
+        `redis+cluster://host:port[,host:port...]` for a Redis Cluster (seed nodes).
         With `fast`, script calls (every task operation) use a lean pipelined connection
         of their own; everything else uses redis-py."""
+        if url.startswith(CLUSTER_SCHEME):
+            seeds, found = parse_cluster_url(url)
+            user, password = found.pop("username", None), found.pop("password", None)
+            cluster = cluster_client(seeds, user, password)
+            router = ClusterRouter(cluster, user, password)
+            return cls(cluster, owns_client=True, router=router, **{**found, **options})
         client = aioredis.Redis.from_url(url, decode_responses=False, retry=None)
         # TLS options in a rediss:// URL (certificates, checks) are redis-py's to honour.
         pipe = Pipe(url) if fast and not url.startswith("rediss://") else None
@@ -240,6 +264,30 @@ class RedisStore(Store):
 
         return await self._again(scan_all)
 
+    async def count_keys_per_node(self, pattern: str) -> dict[str, int]:
+        """Keys matching `pattern` on each primary (host:port), to show how queues spread
+        over a cluster; a single server is one entry."""
+        if self._router is None:
+            return {self.target: len(await self.scan(pattern))}
+        cluster: Any = self.client
+
+        async def per_node() -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for node in cluster.get_primaries():
+                n, cursor = 0, 0
+                while True:
+                    cursors, found = await cluster.scan(
+                        cursor, match=pattern, count=1000, target_nodes=node
+                    )
+                    n += len(found)
+                    cursor = cursors[node.name]
+                    if cursor == 0:
+                        break
+                counts[node.name] = n
+            return counts
+
+        return await self._again(per_node)
+
     async def _pipelined(self, command: str, keys: Sequence[str | bytes], *args: Any) -> list[Any]:
         """One command over many keys in one round trip (no transaction needed: reads)."""
 
@@ -279,6 +327,8 @@ class RedisStore(Store):
     async def aclose(self) -> None:
         if self._pipe is not None:
             await self._pipe.aclose()
+        if self._router is not None:
+            await self._router.aclose()
         if self._owns_client:
             await self.client.aclose()
 

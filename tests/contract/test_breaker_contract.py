@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio
 
 from backends.breakers import LocalBreaker
+from backends.redis import RedisStore
 from backends.redis.breaker import RedisBreaker
 from kew_plug.interfaces import Breaker, BreakerState
 
@@ -26,7 +27,9 @@ SHORT = 0.2
 LONG = 60.0
 
 
-@pytest.fixture(params=["local", "fakeredis", "redis"], ids=lambda name: f"breaker={name}")
+@pytest.fixture(
+    params=["local", "fakeredis", "redis", "redis-cluster"], ids=lambda name: f"breaker={name}"
+)
 async def make_breaker(
     request: pytest.FixtureRequest, namespace: str
 ) -> AsyncIterator[MakeBreaker]:
@@ -39,6 +42,8 @@ async def make_breaker(
         if not clients:
             if request.param == "fakeredis":
                 clients.append(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
+            elif request.param == "redis-cluster":
+                clients.append(RedisStore.from_url(request.getfixturevalue("cluster_url")).client)
             else:
                 url = request.getfixturevalue("redis_url")
                 clients.append(redis.asyncio.Redis.from_url(url))
@@ -47,14 +52,14 @@ async def make_breaker(
     async def factory(**kwargs: Any) -> Breaker:
         if request.param == "local":
             breaker: Breaker = LocalBreaker(**kwargs)
-        elif request.param in ("fakeredis", "redis"):
+        elif request.param in ("fakeredis", "redis", "redis-cluster"):
             breaker = RedisBreaker(client(), key, **kwargs)
         else:  # pragma: no cover - guards against a param added without a branch
             raise AssertionError(f"no factory for breaker param {request.param!r}")
         made.append(breaker)
         return breaker
 
-    if request.param == "redis":
+    if request.param in ("redis", "redis-cluster"):
         client()  # resolve redis_url now, so a missing server skips before the test body
     yield factory
     for breaker in made:

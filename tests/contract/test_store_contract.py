@@ -1,4 +1,5 @@
-"""The Store contract: every store (memory, fakeredis, real Redis) passes the same suite."""
+"""The Store contract: every store (memory, fakeredis, real Redis, Redis Cluster) passes the
+same suite."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import pytest
 from kew_plug.errors import QueueFull
 from kew_plug.interfaces import Store
 from kew_plug.models import Claim, NewTask, Outcome, OutcomeKind, TaskState
-from tests.conftest import StoreFactory
+from tests.conftest import CONTRACT_STORES, StoreFactory
 from tests.helpers import eventually
 
 LEASE = 30_000
+
+pytestmark = pytest.mark.parametrize(
+    "make_store", CONTRACT_STORES, indirect=True, ids=lambda p: f"store={p}"
+)
 
 
 def task(i: int | str, priority: int = 0, delay_ms: int = 0, attempts: int = 3) -> NewTask:

@@ -1,0 +1,159 @@
+"""Redis Cluster support: the URL form, and script calls routed to the primary that owns
+the queue's slot over one lean `Pipe` per node.
+
+redis-py's `RedisCluster` keeps the topology (slot map, MOVED handling) and serves
+everything that is not a script (blocking waits, reads, scans over every primary). Script
+calls go over a `Pipe` to the slot's primary instead: it is faster, and `WAIT` must run on
+the very connection that wrote, which a pooled client does not promise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from redis import exceptions as rex
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from backends.redis.pipe import Pipe
+from kew_plug.errors import InvalidArgument, StoreUnavailable
+
+SCHEME = "redis+cluster://"
+# MOVED or ASK after a failover or a reshard: the slot map is refreshed and the call resent.
+# Neither reply means the script ran, so resending cannot apply it twice.
+REDIRECTS = 3
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """`redis+cluster://[user:password@]host:port[,host:port...][/?option=value]` into seed
+    nodes and client options (username, password, and the store's `replicas` and
+    `replica_timeout` from the query)."""
+    if not url.startswith(SCHEME):
+        raise InvalidArgument(f"a cluster URL starts with {SCHEME}, got {url!r}")
+    rest = url[len(SCHEME) :]
+    auth, _, hosts = rest.rpartition("@")
+    hosts, _, query = hosts.partition("?")
+    hosts = hosts.rstrip("/")
+    seeds: list[tuple[str, int]] = []
+    for item in filter(None, hosts.split(",")):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise InvalidArgument(f"cluster seed {item!r} in {url!r} is not host:port")
+        seeds.append((host, int(port)))
+    if not seeds:
+        raise InvalidArgument(f"no seed node in cluster URL {url!r}")
+    options: dict[str, Any] = {}
+    if auth:
+        user, sep, password = auth.partition(":")
+        if sep:
+            options["username"] = unquote(user) or None
+            options["password"] = unquote(password)
+        else:
+            options["password"] = unquote(user)
+    for name, values in parse_qs(query).items():
+        if name == "replicas":
+            options["replicas"] = int(values[-1])
+        elif name == "replica_timeout":
+            options["replica_timeout"] = float(values[-1])
+        else:
+            raise InvalidArgument(f"unknown option {name!r} in cluster URL {url!r}")
+    return seeds, options
+
+
+def cluster_client(
+    seeds: list[tuple[str, int]], username: str | None = None, password: str | None = None
+) -> RedisCluster:
+    return RedisCluster(
+        startup_nodes=[ClusterNode(h, p) for h, p in seeds],
+        username=username,
+        password=password,
+        decode_responses=False,
+    )
+
+
+def _node_url(node: ClusterNode, username: str | None, password: str | None) -> str:
+    cred = ""
+    if password is not None:
+        cred = f"{username or ''}:{password}@"
+    return f"redis://{cred}{node.host}:{node.port}/0"
+
+
+class ClusterRouter:
+    """Sends a command to the primary owning a key's slot, over that node's Pipe."""
+
+    def __init__(
+        self, client: RedisCluster, username: str | None = None, password: str | None = None
+    ) -> None:
+        self.client = client
+        self._auth = (username, password)
+        self._pipes: dict[str, Pipe] = {}
+        self._stale = True  # the slot map is loaded lazily and after any failure
+
+    async def _pipe_for(self, key: str) -> Pipe:
+        if self._stale:
+            await self.refresh()
+        node = self.client.get_node_from_key(key)
+        if node is None:
+            raise rex.SlotNotCoveredError(f"no primary serves the slot of {key!r}")
+        pipe = self._pipes.get(node.name)
+        if pipe is None:
+            pipe = self._pipes[node.name] = Pipe(_node_url(node, *self._auth))
+        return pipe
+
+    async def refresh(self) -> None:
+        try:
+            await self.client.initialize()
+            await self.client.nodes_manager.initialize()
+        except rex.RedisError:
+            self._stale = True
+            raise
+        self._stale = False
+
+    async def send(self, key: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Run `commands` back to back on the connection to `key`'s primary; their replies
+        in order. Any error fails the call (the first one is raised)."""
+        for attempt in range(REDIRECTS + 1):
+            pipe = await self._pipe_for(key)
+            try:
+                return await pipe.execute_all(commands)
+            except rex.ResponseError as e:
+                redirect = str(e).startswith(("MOVED", "ASK"))
+                if not redirect or attempt == REDIRECTS:
+                    raise
+                self._stale = True
+            except (rex.ConnectionError, OSError):
+                # The node may be gone for good (failover): learn the new map next time.
+                self._stale = True
+                raise
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        pipes, self._pipes = list(self._pipes.values()), {}
+        for pipe in pipes:
+            await pipe.aclose()
+
+
+class ReplicaWait:
+    """After a write, `WAIT replicas timeout` on the same connection: success is reported
+    only once `replicas` replicas hold the write."""
+
+    def __init__(self, replicas: int, timeout: float, target: str) -> None:
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise InvalidArgument(f"replicas must be an int >= 0, got {replicas!r}")
+        if not isinstance(timeout, int | float) or not timeout > 0:
+            raise InvalidArgument(f"replica_timeout must be a number > 0, got {timeout!r}")
+        self.replicas = replicas
+        self.timeout_ms = max(1, round(timeout * 1000))
+        self.target = target
+
+    @property
+    def command(self) -> tuple[Any, ...]:
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def check(self, acked: Any) -> None:
+        if int(acked) < self.replicas:
+            raise StoreUnavailable(
+                f"Redis at {self.target}: write reached {int(acked)} of {self.replicas} "
+                f"replicas within {self.timeout_ms} ms; it is on the primary but may be lost "
+                "if the primary fails now"
+            )
