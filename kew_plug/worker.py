@@ -113,11 +113,12 @@ class Worker:
         self._outbox: list[Outcome] = []
         self._outbox_event = asyncio.Event()
         self._slot_free = asyncio.Event()
-        # Set when our last running task finishes, a retry of ours is scheduled, or our last
-        # held claim is settled: a retry may be due soon, or the queue may have gone idle
-        # (drain). The store's wait() cannot know either, so the claim loop must not sleep
-        # through them until wait_timeout.
+        # Set when a retry of ours is scheduled (it may be due before wait() times out) and,
+        # when draining, when our last task finishes or is settled (the queue may have gone
+        # idle). Only then: waking cancels the store's blocking wait, which costs the
+        # connection it was on.
         self._wake = asyncio.Event()
+        self._until_idle = False
         self._stop = asyncio.Event()
         self._closing = False
         self._in_flight: set[str] = set()
@@ -148,6 +149,7 @@ class Worker:
     # -- main loop ------------------------------------------------------------------------
 
     async def _run(self, until_idle: bool) -> WorkerStats:
+        self._until_idle = until_idle
         ping = getattr(self.queue.store, "ping", None)
         if ping is not None:
             await ping()  # an unreachable or refusing store fails now, in one line
@@ -260,7 +262,7 @@ class Worker:
         self._active.pop(task_id, None)
         self._deadline.pop(task_id, None)
         self._slot_free.set()
-        if not self._active:
+        if not self._active and self._until_idle:
             self._wake.set()
 
     async def _execute(self, claim: Claim, claimed_wall: float) -> None:
@@ -422,7 +424,9 @@ class Worker:
                     log.warning("settlement of task %s refused: its lease was lost", outcome.id)
                     event = TaskEvent(outcome.id, 0, 0, token=outcome.token)
                     await run_hooks("stale", self.hooks["stale"], event)
-            if not self._held or any(o.kind is OutcomeKind.RETRY for o in batch):
+            if (self._until_idle and not self._held) or any(
+                o.kind is OutcomeKind.RETRY for o in batch
+            ):
                 self._wake.set()
 
     async def _keeper(self) -> None:

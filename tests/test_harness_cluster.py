@@ -1,0 +1,54 @@
+"""The harness on a Redis Cluster it owns: queues spread over the primaries, and a primary
+killed mid-run while replicas=1 makes every acknowledged write wait for its replica."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import harness
+from harness.servers import redis_server_binary
+from tests.test_harness_faults import assert_clean
+
+pytestmark = [
+    pytest.mark.multiprocess,
+    pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server"),
+]
+
+
+def test_queues_spread_over_all_three_primaries() -> None:
+    report = harness.run(procs=3, tasks=900, store="redis-cluster", queues=6, progress=False)
+    assert_clean(report)
+    per_node = report.data["keys_per_node"]
+    assert len(per_node) == 3 and all(n > 0 for n in per_node.values()), per_node
+    assert report.data["checks"]["cross_process"] > 0
+
+
+def test_failover_with_replicas_loses_no_acknowledged_task() -> None:
+    report = harness.run(
+        procs=3, tasks=1500, store="redis-cluster", queues=3, replicas=1,
+        faults={"failover": 1}, lease=2.0, task_ms=2.0, seed=3, progress=False, timeout=120,
+    )  # fmt: skip
+    assert_clean(report)
+    (failover,) = [e for e in report.data["fault_log"] if e["kind"] == "failover"]
+    assert failover["new_primary"] != failover["old_primary"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--replicas", "1"], "--replicas N needs --store redis-cluster"),
+        (["--store", "redis-cluster", "--redis-url", "redis+cluster://127.0.0.1:1",
+          "--faults", "failover=1"], "needs a cluster the harness owns"),
+        (["--store", "redis-cluster", "--redis-url", "redis://127.0.0.1:1"],
+         "takes a redis+cluster://host:port URL"),
+    ],
+)  # fmt: skip
+def test_cluster_options_the_run_cannot_take_are_refused(args: list[str], says: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "--no-progress", *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and says in out.stderr, out.stderr
