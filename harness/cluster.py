@@ -147,6 +147,14 @@ class LocalCluster:
         self._wait(promoted, deadline)
         return next(p for _, p in self.primaries() if p in replicas)
 
+    def rejoin(self, port: int, timeout: float = 30.0) -> None:
+        """Restart a killed node on its port and config: it comes back as a replica of the
+        primary that replaced it, as an operator's restart would bring it back."""
+        deadline = time.monotonic() + timeout
+        server = next(s for s in self.servers if s.port == port)
+        server.start(timeout=max(deadline - time.monotonic(), 1.0))
+        self._wait(self._unsettled, deadline)
+
     def key_counts(self) -> dict[int, int]:
         return {port: int(_ask(port, "DBSIZE")) for _, port in self.primaries()}
 

@@ -157,7 +157,12 @@ async def failover_in_thread(cluster: Any, queue: str) -> dict[str, Any]:
         owner = next((int(row[2][1]) for row in ranges if row[0] <= slot <= row[1]), None)
         port = owner if owner in candidates else candidates[0]
         new = cluster.failover(port, how="kill")
-        return {"queue": queue, "old_primary": port, "new_primary": new}
+        promoted_at = time.monotonic()
+        # Restarted, the old primary rejoins as the new one's replica, so a run with
+        # replicas=1 can acknowledge writes on that shard again.
+        cluster.rejoin(port)
+        rejoin_s = round(time.monotonic() - promoted_at, 2)
+        return {"queue": queue, "old_primary": port, "new_primary": new, "rejoin_s": rejoin_s}
 
     result: dict[str, Any] = await asyncio.to_thread(go)
     return result

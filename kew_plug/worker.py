@@ -114,13 +114,13 @@ class Worker:
         self._outbox_event = asyncio.Event()
         self._slot_free = asyncio.Event()
         # Set when a retry of ours is scheduled (it may be due before wait() times out) and,
-        # when draining, when our last task finishes or is settled (the queue may have gone
-        # idle). Only then: waking cancels the store's blocking wait, which costs the
-        # connection it was on.
+        # with `_eager_wake`, when our last task finishes or is settled. Only then: waking
+        # cancels the store's blocking wait, which costs the connection it was on.
         self._wake = asyncio.Event()
-        self._until_idle = False
+        self._eager_wake = False
         self._stop = asyncio.Event()
         self._closing = False
+        self._finishing = False
         self._in_flight: set[str] = set()
         self._deadline: dict[str, float] = {}  # claim id -> local monotonic lease deadline
         self._pool: ThreadPoolExecutor | None = None
@@ -149,7 +149,9 @@ class Worker:
     # -- main loop ------------------------------------------------------------------------
 
     async def _run(self, until_idle: bool) -> WorkerStats:
-        self._until_idle = until_idle
+        # Draining must notice at once when the queue went idle; behind a breaker, a probe
+        # that finished ends the half-open pause.
+        self._eager_wake = until_idle or self.queue.breaker is not None
         ping = getattr(self.queue.store, "ping", None)
         if ping is not None:
             await ping()  # an unreachable or refusing store fails now, in one line
@@ -262,7 +264,7 @@ class Worker:
         self._active.pop(task_id, None)
         self._deadline.pop(task_id, None)
         self._slot_free.set()
-        if not self._active and self._until_idle:
+        if not self._active and self._eager_wake:
             self._wake.set()
 
     async def _execute(self, claim: Claim, claimed_wall: float) -> None:
@@ -398,7 +400,7 @@ class Worker:
         batch, so batches grow with load and an idle worker settles at once. Returns once
         closing and the outbox is empty."""
         backoff = _Backoff("settle")
-        while True:
+        while not self._finishing:
             if not self._outbox:
                 if self._closing:
                     return
@@ -424,7 +426,7 @@ class Worker:
                     log.warning("settlement of task %s refused: its lease was lost", outcome.id)
                     event = TaskEvent(outcome.id, 0, 0, token=outcome.token)
                     await run_hooks("stale", self.hooks["stale"], event)
-            if (self._until_idle and not self._held) or any(
+            if (self._eager_wake and not self._held) or any(
                 o.kind is OutcomeKind.RETRY for o in batch
             ):
                 self._wake.set()
@@ -435,7 +437,7 @@ class Worker:
         renew_every = self.lease_ms / 3000
         last_renew = time.monotonic()
         backoff = _Backoff("renew/recover")
-        while True:
+        while not self._finishing:
             await asyncio.sleep(min(self.recover_interval, renew_every))
             try:
                 if time.monotonic() - last_renew >= renew_every and self._held:
@@ -490,6 +492,9 @@ class Worker:
         # released, or a finished task would run again. Their leases expire instead.
         unconfirmed = self._in_flight | {o.id for o in self._outbox}
         await self._release([c for c in self._held.values() if c.id not in unconfirmed])
+        # Also a flag: a client library that swallows a cancellation (seen with redis-py's
+        # cluster client while a node was down) must not keep a loop alive forever.
+        self._finishing = True
         for task in (settler, keeper):
             task.cancel()
         await asyncio.gather(settler, keeper, return_exceptions=True)

@@ -5,6 +5,7 @@ failover."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -143,6 +144,22 @@ async def submit_until_accepted(q: Queue, i: int, within: float = 30.0) -> TaskH
             await asyncio.sleep(0.1)
 
 
+async def unacknowledged_write(store: RedisStore, within: float = 10.0) -> str:
+    """The refusal of a durable write once the client has found the new primary (the first
+    attempt may still meet the old primary's closed connection)."""
+    deadline = time.monotonic() + within
+    for n in itertools.count():
+        try:
+            await store.enqueue("ride", [NewTask(f"unreplicated-{n}", b"p", 0, 0, 1)])
+        except StoreUnavailable as e:
+            if "replicas" in str(e) or time.monotonic() > deadline:
+                return str(e)
+            await asyncio.sleep(0.05)
+            continue
+        raise AssertionError("a write was acknowledged without any replica")
+    raise AssertionError("unreachable")
+
+
 async def test_worker_rides_through_a_failover_of_its_queue_primary(
     own_cluster: LocalCluster, namespace: str
 ) -> None:
@@ -157,6 +174,10 @@ async def test_worker_rides_through_a_failover_of_its_queue_primary(
         owner = next(int(node.rsplit(":", 1)[1]) for node, n in per_node.items() if n)
         promoted = own_cluster.failover(owner, how="kill")
         assert promoted != owner
+        # The promoted primary has no replica yet: durable writes must not be acknowledged.
+        refusal = await unacknowledged_write(store)
+        assert "reached 0 of 1 replicas" in refusal
+        own_cluster.rejoin(owner)
         later = await submit_until_accepted(q, 21)
         assert await later.result(timeout=30) == 42
         # Tasks acknowledged before the failover were replicated: still readable.

@@ -27,6 +27,8 @@ def describe_target(client: Any) -> str:
 def translated(target: str) -> Iterator[None]:
     try:
         yield
+    except StoreUnavailable:
+        raise  # already says what happened (a replica WAIT that fell short)
     except rex.AuthenticationError as e:
         raise StoreUnavailable(f"Redis at {target} refused the credentials: {e}") from e
     except (rex.ClusterDownError, rex.TryAgainError, rex.SlotNotCoveredError) as e:
