@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from kew_plug.errors import (
     TaskExists,
     TaskFailed,
 )
+from kew_plug.ids import new_task_id
 from kew_plug.interfaces import Breaker, Serializer, Store
 from kew_plug.models import EnqueueReport, NewTask, TaskRecord, TaskState
 from kew_plug.registry import load_object, make_breaker, make_serializer, make_store
@@ -105,6 +105,8 @@ class Queue:
                 SECRET_ENV,
             )
         self.serializer: Serializer = inner
+        # Plain pickle sends functions by name, which a worker cannot resolve for __main__.
+        self._by_name = inner.name.rsplit(":", 1)[-1] == "pickle"
         self.breaker = make_breaker(breaker, self.store, self.name, **(breaker_options or {}))
         self.retries = validate.retries(retries)
         self.timeout = None if timeout is None else validate.seconds("timeout", timeout)
@@ -119,12 +121,13 @@ class Queue:
     def _encode(self, spec: TaskSpec) -> NewTask:
         if not callable(spec.fn):
             raise InvalidArgument(f"task function must be callable, not {type(spec.fn).__name__}")
-        # 96 random bits: unique in practice, and short, since the id is stored three times.
-        task_id = secrets.token_hex(12) if spec.task_id is None else spec.task_id
+        # Short, since the id is stored three times; generated ids need no checking.
+        given = spec.task_id
+        task_id = new_task_id() if given is None else validate.name("task id", given)
         timeout = self.timeout if spec.timeout is None else spec.timeout
         if timeout is not None:
             timeout = validate.seconds("timeout", timeout, allow_zero=False)
-        if self.serializer.name.rsplit(":", 1)[-1] == "pickle" and _in_main(spec.fn):
+        if self._by_name and _in_main(spec.fn):
             raise SerializationError(
                 f"task {_describe(spec.fn)}",
                 self.serializer.name,
@@ -142,11 +145,13 @@ class Queue:
                 f"payload of task {_describe(spec.fn)}", len(payload), self.max_payload_bytes
             )
         retries = self.retries if spec.retries is None else validate.retries(spec.retries)
+        plain = type(spec.priority) is int and not spec.priority
+        plain = plain and spec.delay is None and spec.at is None
         return NewTask(
-            id=validate.name("task id", task_id),
+            id=task_id,
             payload=payload,
-            priority=validate.priority(spec.priority),
-            delay_ms=validate.delay_ms(spec.delay, spec.at),
+            priority=0 if plain else validate.priority(spec.priority),
+            delay_ms=0 if plain else validate.delay_ms(spec.delay, spec.at),
             max_attempts=retries + 1,
         )
 

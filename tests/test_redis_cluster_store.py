@@ -13,7 +13,7 @@ import pytest
 from redis.crc import key_slot
 
 from backends.redis import RedisStore
-from backends.redis.cluster import parse_cluster_url
+from backends.redis.cluster import cluster_client, parse_cluster_url
 from harness.cluster import LocalCluster
 from harness.servers import free_port
 from kew_plug import InvalidArgument, Queue, StoreUnavailable, Worker
@@ -85,6 +85,23 @@ async def test_queues_spread_over_every_primary(cluster_url: str, namespace: str
         counts = await store.count_keys_per_node(f"{namespace}:*")
         assert len(counts) == 3 and all(n > 0 for n in counts.values()), counts
         assert len(await store.scan(f"{namespace}:*")) == sum(counts.values())
+    finally:
+        await store.purge_namespace()
+        await store.aclose()
+
+
+async def test_a_cluster_client_passed_in_routes_scripts_per_primary(
+    cluster_url: str, namespace: str
+) -> None:
+    seeds, _ = parse_cluster_url(cluster_url)
+    client = cluster_client(seeds)
+    store = RedisStore(client, namespace=namespace, owns_client=True, replicas=1)
+    try:
+        names = _tags_on_every_primary(cluster_url)
+        for name in names:
+            assert (await store.enqueue(name, [NewTask("x", b"p", 0, 0, 1)])).accepted == ["x"]
+            assert [c.id for c in (await store.claim(name, "w", 5, 10_000)).claims] == ["x"]
+        assert len(await store.count_keys_per_node(f"{namespace}:*")) == 3
     finally:
         await store.purge_namespace()
         await store.aclose()

@@ -48,7 +48,7 @@ if max_size >= 0 then
 end
 local backstop = tonumber(ARGV[2])
 local seq = redis.call('INCRBY', KEYS[4], #fresh) - #fresh
-local ready = 0
+local ready, due, chunk_names = {}, {}, {}  -- ready/due: ZADD score, member pairs
 for _, i in ipairs(fresh) do
   local item = items[i]
   seq = seq + 1
@@ -57,19 +57,33 @@ for _, i in ipairs(fresh) do
   if item.delay > 0 then state = 'deferred' end
   local fields = {'st', state, 'pr', item.pr, 'sq', seq, 'at', 0, 'ma', item.ma, 'tk', 0,
     'eq', now, 'pn', item.count}
+  local n = 16
   for k = 1, item.count do
-    fields[#fields + 1] = 'p' .. k
-    fields[#fields + 1] = ARGV[item.first + k - 1]
+    local name = chunk_names[k]
+    if not name then name = 'p' .. k; chunk_names[k] = name end
+    fields[n + 1] = name
+    fields[n + 2] = ARGV[item.first + k - 1]
+    n = n + 2
   end
   redis.call('HSET', key, unpack(fields))
   redis.call('PEXPIRE', key, item.delay + backstop)
   if item.delay > 0 then
-    redis.call('ZADD', KEYS[2], now + item.delay, item.id)
+    due[#due + 1] = now + item.delay
+    due[#due + 1] = item.id
   else
-    redis.call('ZADD', KEYS[1], (1000 - item.pr) * 2199023255552 + seq % 2199023255552, item.id)
-    ready = ready + 1
+    ready[#ready + 1] = (1000 - item.pr) * 2199023255552 + seq % 2199023255552
+    ready[#ready + 1] = item.id
   end
 end
+-- One ZADD per set: members go in batches that stay well under Lua's unpack limit.
+local function zadd_all(key, pairs)
+  for from = 1, #pairs, 1000 do
+    redis.call('ZADD', key, unpack(pairs, from, math.min(from + 999, #pairs)))
+  end
+end
+zadd_all(KEYS[1], ready)
+zadd_all(KEYS[2], due)
+ready = #fresh - math.floor(#due / 2)
 -- A deferred task still wakes one idle worker, so it learns the new earliest due time.
 if ready < #fresh then ready = ready + 1 end
 if ready > 0 then

@@ -74,6 +74,11 @@ class RedisStore(Store):
         self._owns_client = owns_client
         self._keys: dict[str, QueueKeys] = {}
         self._pipe = pipe
+        if router is None and isinstance(client, RedisCluster):
+            # A cluster client passed in: script calls still go to the slot's primary over
+            # a Pipe, with the client's own credentials.
+            kw = client.connection_kwargs
+            router = ClusterRouter(client, kw.get("username"), kw.get("password"))
         self._router = router
         send: Sender | None = router if router is not None else pipe
         wait = ReplicaWait(replicas, replica_timeout, self.target) if replicas else None
