@@ -25,6 +25,12 @@ from kew_plug.models import (
 )
 from kew_plug.ordering import ready_score
 
+_AFTER = {
+    OutcomeKind.COMPLETE: TaskState.COMPLETED,
+    OutcomeKind.RETRY: TaskState.RETRYING,
+    OutcomeKind.DEAD: TaskState.DEAD,
+}
+
 
 @dataclass(slots=True)
 class _Task:
@@ -191,9 +197,13 @@ class MemoryStore(Store):
         applied = []
         for o in outcomes:
             t = self._current(q, o.id, o.token, now)
-            applied.append(t is not None)
             if t is None:
+                # The same settlement again (its reply was lost): applied, nothing changes.
+                done = self._live(q, o.id, now)
+                again = done is not None and done.token == o.token
+                applied.append(again and done is not None and done.state is _AFTER[o.kind])
                 continue
+            applied.append(True)
             del q.running[o.id]
             if o.kind is OutcomeKind.COMPLETE:
                 t.state, t.payload, t.result, t.error = TaskState.COMPLETED, None, o.result, None

@@ -40,7 +40,14 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
         "--replicas",
         type=int,
         default=0,
-        help="cluster: enqueue and settle wait until N replicas hold the write",
+        help="cluster: every write waits until N replicas hold it",
+    )
+    p.add_argument(
+        "--failover-lag",
+        type=float,
+        default=0.0,
+        help="failover faults: the replica falls this many seconds behind before its "
+        "primary dies (acknowledged writes in that window are what replicas=N protects)",
     )
     p.add_argument("--serializer", default="cloudpickle", help="cloudpickle, dill, pickle, or m:f")
     p.add_argument(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -124,14 +125,36 @@ class LocalCluster:
         return [n.port for n in nodes if n.primary_id in ids and not n.failed]
 
     def failover(
-        self, primary_port: int, how: Literal["force", "kill"] = "force", timeout: float = 30.0
+        self,
+        primary_port: int,
+        how: Literal["force", "kill"] = "force",
+        timeout: float = 30.0,
+        lag: float = 0.0,
     ) -> int:
-        """Promotes a replica of `primary_port`; returns its port once the cluster settled."""
+        """Promotes a replica of `primary_port`; returns its port once the cluster settled.
+
+        With `lag` (seconds, `how="kill"` only), the replicas first fall behind: they are
+        stopped and cut off from the primary, which goes on accepting writes for `lag`
+        seconds that no replica receives, and dies before they catch up. That is the window
+        in which an asynchronously replicated write is acknowledged and then lost."""
         deadline = time.monotonic() + timeout
         replicas = self.replicas_of(primary_port)
         if not replicas:
             raise ValueError(f"port {primary_port} is not a primary with a replica")
-        if how == "force":
+        if lag > 0 and how == "kill":
+            stopped = [s for s in self._live() if s.port in replicas]
+            for server in stopped:
+                server.signal(signal.SIGSTOP)
+            try:
+                # A stopped replica cannot reconnect, so what the primary writes from here on
+                # reaches no replica; what was already in flight still arrives.
+                _ask(primary_port, "CLIENT", "KILL", "TYPE", "replica")
+                time.sleep(lag)
+                next(s for s in self.servers if s.port == primary_port).stop(kill=True)
+            finally:
+                for server in stopped:
+                    server.signal(signal.SIGCONT)
+        elif how == "force":
             # FORCE skips the handshake with the primary (the other primaries still vote), so
             # it works the same whether or not the primary is responsive.
             _ask(replicas[0], "CLUSTER", "FAILOVER", "FORCE")

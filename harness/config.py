@@ -40,7 +40,8 @@ class RunConfig:
     scenario: str = "basic"
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
     queues: int = 1  # tasks spread over this many queues (on a cluster: over its primaries)
-    replicas: int = 0  # cluster: enqueue and settle wait for this many replicas (WAIT)
+    replicas: int = 0  # cluster: every write waits for this many replicas (WAIT)
+    failover_lag: float = 0.0  # failover faults: replicas fall this far behind first, s
     seed: int = 0
     timeout: float = 120.0
     task_kind: str = "closure"
@@ -94,6 +95,9 @@ class RunConfig:
             raise ConfigError("--queues must be at least 1")
         if self.replicas and self.store != CLUSTER:
             raise ConfigError("--replicas N needs --store redis-cluster")
+        if self.failover_lag < 0 or self.failover_lag > 1.5:
+            # Longer, and the stopped replica itself is declared failed (node timeout 2 s).
+            raise ConfigError("--failover-lag must be between 0 and 1.5 s")
         if self.replicas < 0:
             raise ConfigError("--replicas must be >= 0")
         if self.redis_url and self.store == CLUSTER and "+cluster" not in self.redis_url:

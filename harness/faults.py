@@ -140,9 +140,10 @@ async def restart_in_thread(server: Any) -> None:
     await asyncio.to_thread(server.restart)
 
 
-async def failover_in_thread(cluster: Any, queue: str) -> dict[str, Any]:
+async def failover_in_thread(cluster: Any, queue: str, lag: float = 0.0) -> dict[str, Any]:
     """Kill the primary serving `queue` (or, if it has no replica left, another primary that
-    has one), so a replica takes over: an unplanned failover under load."""
+    has one), so a replica takes over: an unplanned failover under load. With `lag`, its
+    replica has fallen that many seconds behind when it dies."""
 
     def go() -> dict[str, Any]:
         import redis
@@ -156,13 +157,19 @@ async def failover_in_thread(cluster: Any, queue: str) -> dict[str, Any]:
             ranges = r.execute_command("CLUSTER", "SLOTS")
         owner = next((int(row[2][1]) for row in ranges if row[0] <= slot <= row[1]), None)
         port = owner if owner in candidates else candidates[0]
-        new = cluster.failover(port, how="kill")
+        new = cluster.failover(port, how="kill", lag=lag)
         promoted_at = time.monotonic()
         # Restarted, the old primary rejoins as the new one's replica, so a run with
         # replicas=1 can acknowledge writes on that shard again.
         cluster.rejoin(port)
         rejoin_s = round(time.monotonic() - promoted_at, 2)
-        return {"queue": queue, "old_primary": port, "new_primary": new, "rejoin_s": rejoin_s}
+        return {
+            "queue": queue,
+            "old_primary": port,
+            "new_primary": new,
+            "lag_s": lag,
+            "rejoin_s": rejoin_s,
+        }
 
     result: dict[str, Any] = await asyncio.to_thread(go)
     return result

@@ -253,7 +253,7 @@ async def _run(
         replace_worker,
         (lambda: restart_in_thread(servers.redis)) if servers.redis is not None else None,
         (lambda: drop_all_clients(url)) if url is not None else None,
-        (lambda: failover_in_thread(servers.cluster, queue_names(cfg.queues)[0]))
+        (lambda: failover_in_thread(servers.cluster, queue_names(cfg.queues)[0], cfg.failover_lag))
         if servers.cluster is not None
         else None,
     )
@@ -325,6 +325,7 @@ async def _run(
         "faults": cfg.faults,
         "queues": cfg.queues,
         "replicas": cfg.replicas,
+        "failover_lag": cfg.failover_lag,
         "seed": cfg.seed,
         "wall_s": round(wall, 3),
         "tasks_per_s": round(completed / wall, 1) if wall else 0.0,

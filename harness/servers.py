@@ -90,6 +90,11 @@ class RedisServer:
                 self.proc.wait()
         self.proc = None
 
+    def signal(self, signum: int) -> None:
+        """Send `signum` to this server's process (SIGSTOP/SIGCONT to freeze it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signum)
+
     def restart(self) -> None:
         self.stop()
         self.start()

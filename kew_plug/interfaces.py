@@ -73,9 +73,10 @@ class Store(_AsyncClosing, ABC):
     @abstractmethod
     async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply each outcome only if its token is current and the task is running; per
-        outcome, False means stale and nothing changed. COMPLETE stores the result for
-        result_ttl and deletes the payload in the same step; RETRY schedules the task after
-        `delay_ms`; DEAD moves it to the dead-letter set with its error."""
+        outcome, False means stale and nothing changed. The same outcome sent again with the
+        same token (its reply was lost) reports True and changes nothing. COMPLETE stores the
+        result for result_ttl and deletes the payload in the same step; RETRY schedules the
+        task after `delay_ms`; DEAD moves it to the dead-letter set with its error."""
 
     @abstractmethod
     async def release(self, queue: str, claims: Sequence[Claim]) -> list[bool]:

@@ -1,5 +1,5 @@
 """The harness on a Redis Cluster it owns: queues spread over the primaries, and a primary
-killed mid-run while replicas=1 makes every acknowledged write wait for its replica."""
+killed mid-run, behind a lagging replica, while replicas=1 makes every write wait for it."""
 
 from __future__ import annotations
 
@@ -26,14 +26,16 @@ def test_queues_spread_over_all_three_primaries() -> None:
     assert report.data["checks"]["cross_process"] > 0
 
 
-def test_failover_with_replicas_loses_no_acknowledged_task() -> None:
+def test_failover_behind_a_lagging_replica_loses_nothing_with_replicas_one() -> None:
+    # The replica misses the primary's last 0.5 s of writes; with replicas=1 none of them
+    # was acknowledged, so nothing acknowledged is lost and nothing runs twice.
     report = harness.run(
-        procs=3, tasks=1500, store="redis-cluster", queues=3, replicas=1,
+        procs=3, tasks=1500, store="redis-cluster", queues=3, replicas=1, failover_lag=0.5,
         faults={"failover": 1}, lease=2.0, task_ms=2.0, seed=3, progress=False, timeout=120,
     )  # fmt: skip
     assert_clean(report)
     (failover,) = [e for e in report.data["fault_log"] if e["kind"] == "failover"]
-    assert failover["new_primary"] != failover["old_primary"]
+    assert failover["new_primary"] != failover["old_primary"] and failover["lag_s"] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -44,6 +46,7 @@ def test_failover_with_replicas_loses_no_acknowledged_task() -> None:
           "--faults", "failover=1"], "needs a cluster the harness owns"),
         (["--store", "redis-cluster", "--redis-url", "redis://127.0.0.1:1"],
          "takes a redis+cluster://host:port URL"),
+        (["--store", "redis-cluster", "--failover-lag", "3"], "between 0 and 1.5 s"),
     ],
 )  # fmt: skip
 def test_cluster_options_the_run_cannot_take_are_refused(args: list[str], says: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 from redis.crc import key_slot
 
 from backends.redis import RedisStore
-from backends.redis.cluster import cluster_client, parse_cluster_url
+from backends.redis.cluster import _node_url, cluster_client, parse_cluster_url
 from harness.cluster import LocalCluster
 from harness.servers import free_port
 from kew_plug import InvalidArgument, Queue, StoreUnavailable, Worker
@@ -33,6 +33,20 @@ def test_cluster_url_names_seeds_credentials_and_options() -> None:
         "password": "s@cret",
         "replicas": 1,
         "replica_timeout": 0.5,
+    }
+
+
+def test_node_urls_carry_credentials_with_any_characters() -> None:
+    from redis.asyncio.cluster import ClusterNode
+    from redis.connection import parse_url
+
+    url = _node_url(ClusterNode("10.0.0.3", 7002), "me", "p@ss:w/rd%")
+    assert parse_url(url) == {  # type: ignore[no-untyped-call]
+        "username": "me",
+        "password": "p@ss:w/rd%",
+        "host": "10.0.0.3",
+        "port": 7002,
+        "db": 0,
     }
 
 

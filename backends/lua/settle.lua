@@ -4,13 +4,14 @@
 -- ARGV[1] result ttl ms, ARGV[2] dead ttl ms, ARGV[3] backstop ttl ms,
 -- then 5 per outcome: id, token, kind (c complete | r retry | d dead), delay ms, data
 -- (the result for c, the error text for r and d).
--- Returns {1 applied | 0 stale, ...}. Touches: the keys above only. The payload field is
+-- Returns {1 applied (now, or already by this same token and kind) | 0 stale, ...}. Touches: the keys above only. The payload field is
 -- deleted in the same step as a complete; a dead task keeps it (p1..pn) for requeue.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local result_ttl, dead_ttl, backstop = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 local retried_now = 0
+local AFTER = {c = 'completed', r = 'retrying', d = 'dead'}
 for i = 1, (#ARGV - 3) / 5 do
   local b = 3 + (i - 1) * 5
   local id, token, kind = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -36,6 +37,8 @@ for i = 1, (#ARGV - 3) / 5 do
       redis.call('PEXPIRE', key, dead_ttl)
     end
     out[i] = 1
+  elseif f[1] == token and f[2] == AFTER[kind] then
+    out[i] = 1  -- this very settlement, sent again because its reply was lost
   else
     out[i] = 0
   end

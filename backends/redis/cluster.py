@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from redis import exceptions as rex
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -74,7 +74,7 @@ def cluster_client(
 def _node_url(node: ClusterNode, username: str | None, password: str | None) -> str:
     cred = ""
     if password is not None:
-        cred = f"{username or ''}:{password}@"
+        cred = f"{quote(username or '', safe='')}:{quote(password, safe='')}@"
     return f"redis://{cred}{node.host}:{node.port}/0"
 
 

@@ -39,8 +39,6 @@ T = TypeVar("T")
 CHUNK = 64
 _KIND = {OutcomeKind.COMPLETE: "c", OutcomeKind.RETRY: "r", OutcomeKind.DEAD: "d"}
 DAY = 86400.0
-# Writes a caller relies on once they return; with replicas=N they wait for N replicas.
-DURABLE = frozenset({"enqueue", "settle", "release", "requeue"})
 
 
 def _text(value: bytes | str) -> str:
@@ -90,9 +88,10 @@ class RedisStore(Store):
         self._scripts: dict[str, AsyncScript | PipeScript] = {}
         for name in ("enqueue", "claim", "renew", "settle", "release", "recover", "requeue"):
             script = client.register_script(source(name))
-            durable = wait if name in DURABLE else None
+            # Every script writes. Claims and renewals wait too: a claim the new primary
+            # never saw would hand the task to a second worker after a failover.
             self._scripts[name] = (
-                script if send is None else PipeScript(send, source(name), script.sha, durable)
+                script if send is None else PipeScript(send, source(name), script.sha, wait)
             )
 
     @classmethod

@@ -131,7 +131,32 @@ async def test_stale_token_changes_nothing(store: Store, queue_name: str) -> Non
     assert record is not None and record.state is TaskState.RUNNING and record.has_payload
     good = Outcome(c.id, c.token, OutcomeKind.COMPLETE, b"ok")
     assert await store.settle(queue_name, [good]) == [True]
-    assert await store.settle(queue_name, [good]) == [False]
+    other = Outcome(c.id, c.token, OutcomeKind.DEAD, error="late")
+    assert await store.settle(queue_name, [other]) == [False]
+    record = await store.get(queue_name, "t1")
+    assert record is not None and record.state is TaskState.COMPLETED and record.result == b"ok"
+
+
+@pytest.mark.parametrize("kind", list(OutcomeKind))
+async def test_a_repeated_settlement_is_reported_applied_and_changes_nothing(
+    store: Store, queue_name: str, kind: OutcomeKind
+) -> None:
+    """A settle whose reply was lost is sent again with the same token; it already took
+    effect, so it is not a stale lease."""
+    await store.enqueue(queue_name, [task(1)])
+    (c,) = await claim_all(store, queue_name)
+    outcome = Outcome(c.id, c.token, kind, b"R", error="e", delay_ms=60_000)
+    assert await store.settle(queue_name, [outcome]) == [True]
+    before, stats = await store.get(queue_name, "t1"), await store.stats(queue_name)
+    assert await store.settle(queue_name, [outcome]) == [True]
+    after = await store.get(queue_name, "t1")
+    assert before is not None and after is not None
+    assert (after.state, after.attempts, after.token) == (
+        before.state,
+        before.attempts,
+        before.token,
+    )
+    assert await store.stats(queue_name) == stats
 
 
 async def test_settle_batch_mixes_outcomes(store: Store, queue_name: str) -> None:
