@@ -98,6 +98,7 @@ async def test_queues_spread_over_every_primary(cluster_url: str, namespace: str
             await store.enqueue(name, [NewTask(f"{name}-t{i}", b"p", 0, 0, 1) for i in range(5)])
         counts = await store.count_keys_per_node(f"{namespace}:*")
         assert len(counts) == 3 and all(n > 0 for n in counts.values()), counts
+        assert await store.queues() == sorted(_tags_on_every_primary(cluster_url))
         assert len(await store.scan(f"{namespace}:*")) == sum(counts.values())
     finally:
         await store.purge_namespace()

@@ -190,3 +190,19 @@ async def test_task_hashes_keep_the_compact_encoding(redis_url: str, namespace: 
     encoding = await store.client.object("encoding", store.keys("enc").task(handle.id))
     assert encoding == b"listpack"
     await store.aclose()
+
+
+async def test_queues_lists_every_queue_of_the_namespace_only(
+    redis_url: str, namespace: str
+) -> None:
+    store = RedisStore.from_url(redis_url, namespace=namespace)
+    other = RedisStore.from_url(redis_url, namespace=f"{namespace}x")
+    try:
+        for name in ("emails", "reports-2"):
+            await store.enqueue(name, [NewTask("a", b"p", 0, 0, 1)])
+        await other.enqueue("elsewhere", [NewTask("a", b"p", 0, 0, 1)])
+        assert await store.queues() == ["emails", "reports-2"]
+    finally:
+        for s in (store, other):
+            await s.purge_namespace()
+            await s.aclose()

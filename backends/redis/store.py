@@ -268,6 +268,13 @@ class RedisStore(Store):
 
         return await self._again(scan_all)
 
+    async def queues(self) -> list[str]:
+        """Names of this namespace's queues (every queue that has stored a task keeps a
+        counter key), found on every primary of a cluster."""
+        prefix = f"{self.namespace}:{{"
+        found = await self.scan(f"{self.namespace}:{{*}}:seq")
+        return sorted(_text(k)[len(prefix) : -len("}:seq")] for k in found)
+
     async def count_keys_per_node(self, pattern: str) -> dict[str, int]:
         """Keys matching `pattern` on each primary (host:port), to show how queues spread
         over a cluster; a single server is one entry."""
