@@ -20,16 +20,19 @@ class _Ids:
         self._reseed()
 
     def _reseed(self) -> None:
-        self._prefix = secrets.token_hex(8)
-        self._counter = itertools.count()
+        # One tuple, swapped whole: a thread never pairs a new prefix with an old count.
+        self._state = (secrets.token_hex(8), itertools.count())
 
     def next(self) -> str:
-        n = next(self._counter)  # itertools.count is atomic under the GIL
-        if n >= _COUNTER_LIMIT:
+        prefix, counter = self._state
+        n = next(counter)  # itertools.count is atomic under the GIL
+        while n >= _COUNTER_LIMIT:
             with self._lock:
-                self._reseed()
-                n = next(self._counter)
-        return f"{self._prefix}{n:08x}"
+                if self._state[1] is counter:
+                    self._reseed()
+            prefix, counter = self._state
+            n = next(counter)
+        return f"{prefix}{n:08x}"
 
 
 _ids = _Ids()

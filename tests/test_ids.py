@@ -19,9 +19,11 @@ def test_ids_are_24_hex_characters_and_unique_across_threads() -> None:
 def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child reports its next id and leaves at once
-        os.write(write, new_task_id().encode())
-        os._exit(0)
+    if pid == 0:  # the child reports its next id and leaves at once, whatever happens
+        try:
+            os.write(write, new_task_id().encode())
+        finally:
+            os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
     child = os.read(read, 64).decode()

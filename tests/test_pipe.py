@@ -4,6 +4,8 @@ like redis-py's, scripts reloaded after a flush, reconnection after a drop."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -84,3 +86,21 @@ async def test_a_dropped_connection_reconnects_with_auth_and_database() -> None:
         with pytest.raises(rex.AuthenticationError):
             await bad.execute("PING")
         await bad.aclose()
+
+
+async def test_a_server_that_stops_answering_fails_the_call_within_the_timeout() -> None:
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server")
+    with RedisServer() as server:
+        pipe = Pipe(server.url, timeout=0.3)
+        assert await pipe.execute("PING") == b"PONG"
+        server.signal(signal.SIGSTOP)  # alive, connected, silent: no reset ever comes
+        try:
+            started = time.monotonic()
+            with pytest.raises(rex.ConnectionError, match=r"no reply within 0.3 s"):
+                await pipe.execute("PING")
+            assert time.monotonic() - started < 2.0
+        finally:
+            server.signal(signal.SIGCONT)
+        assert await pipe.execute("PING") == b"PONG"  # a fresh connection on the next call
+        await pipe.aclose()

@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from backends.redis import RedisStore
@@ -17,7 +19,7 @@ from backends.redis.cluster import _node_url, cluster_client, parse_cluster_url
 from harness.cluster import LocalCluster
 from harness.servers import free_port
 from kew_plug import InvalidArgument, Queue, StoreUnavailable, Worker
-from kew_plug.models import NewTask
+from kew_plug.models import NewTask, TaskState
 from kew_plug.queue import TaskHandle
 
 SECRET = "cluster-test-secret-0123456789"
@@ -122,13 +124,23 @@ async def test_a_cluster_client_passed_in_routes_scripts_per_primary(
         await store.aclose()
 
 
+async def wait_calls(store: RedisStore) -> int:
+    stats = await store.client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+    return sum(node.get("cmdstat_wait", {}).get("calls", 0) for node in stats.values())
+
+
 async def test_replicas_one_acknowledges_after_a_replica_holds_the_write(
     cluster_url: str, namespace: str
 ) -> None:
     store = RedisStore.from_url(f"{cluster_url}/?replicas=1", namespace=namespace)
     try:
+        before = await wait_calls(store)
         report = await store.enqueue("durable", [NewTask("a", b"p", 0, 0, 1)])
-        assert report.accepted == ["a"] and store.replicas == 1
+        assert report.accepted == ["a"]
+        (claim,) = (await store.claim("durable", "w", 5, 10_000)).claims
+        assert await wait_calls(store) >= before + 2  # enqueue and claim each waited
+        replica = own_replica_of_key(cluster_url, store.keys("durable").task("a"))
+        assert replica.hget(store.keys("durable").task("a"), "tk") == str(claim.token).encode()
     finally:
         await store.purge_namespace()
         await store.aclose()
@@ -147,6 +159,18 @@ async def test_more_replicas_than_exist_fail_in_one_line_and_keep_the_task(
     finally:
         await store.purge_namespace()
         await store.aclose()
+
+
+def own_replica_of_key(cluster_url: str, key: str) -> redis.Redis:
+    """A READONLY connection to a replica of the primary that holds `key`."""
+    seeds, _ = parse_cluster_url(cluster_url)
+    with redis.Redis(*seeds[0]) as any_node:
+        slots = any_node.execute_command("CLUSTER", "SLOTS")
+    slot = key_slot(key.encode())
+    row = next(r for r in slots if r[0] <= slot <= r[1])
+    replica = redis.Redis(row[3][0].decode(), int(row[3][1]))
+    replica.execute_command("READONLY")
+    return replica
 
 
 @pytest.fixture
@@ -209,6 +233,17 @@ async def test_worker_rides_through_a_failover_of_its_queue_primary(
         # The promoted primary has no replica yet: durable writes must not be acknowledged.
         refusal = await unacknowledged_write(store)
         assert "reached 0 of 1 replicas" in refusal
+        # A claim no replica confirmed is given back: not handed out, no attempt spent. (On
+        # a queue of the same slot that the running worker does not serve.)
+        slot = key_slot(b"ride")
+        twin = next(f"t{n}" for n in itertools.count() if key_slot(f"t{n}".encode()) == slot)
+        plain = RedisStore.from_url(own_cluster.url, namespace=namespace)
+        await plain.enqueue(twin, [NewTask("unsure-claim", b"p", 0, 0, 1)])
+        with pytest.raises(StoreUnavailable, match="replicas"):
+            await store.claim(twin, "w", 100, 30_000)
+        record = await plain.get(twin, "unsure-claim")
+        assert record is not None and (record.state, record.attempts) == (TaskState.QUEUED, 0)
+        await plain.aclose()
         own_cluster.rejoin(owner)
         later = await submit_until_accepted(q, 21)
         assert await later.result(timeout=30) == 42

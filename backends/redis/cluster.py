@@ -8,6 +8,7 @@ the very connection that wrote, which a pooled client does not promise."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
@@ -51,12 +52,12 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
         else:
             options["password"] = unquote(user)
     for name, values in parse_qs(query).items():
-        if name == "replicas":
-            options["replicas"] = int(values[-1])
-        elif name == "replica_timeout":
-            options["replica_timeout"] = float(values[-1])
-        else:
+        if name not in ("replicas", "replica_timeout"):
             raise InvalidArgument(f"unknown option {name!r} in cluster URL {url!r}")
+        try:
+            options[name] = int(values[-1]) if name == "replicas" else float(values[-1])
+        except ValueError:
+            raise InvalidArgument(f"{name}={values[-1]!r} in {url!r} is not a number") from None
     return seeds, options
 
 
@@ -86,6 +87,7 @@ class ClusterRouter:
     ) -> None:
         self.client = client
         self._auth = (username, password)
+        self.timeout = 10.0  # per reply; a frozen node fails its calls instead of hanging
         self._pipes: dict[str, Pipe] = {}
         self._stale = True  # the slot map is loaded lazily and after any failure
 
@@ -97,14 +99,15 @@ class ClusterRouter:
             raise rex.SlotNotCoveredError(f"no primary serves the slot of {key!r}")
         pipe = self._pipes.get(node.name)
         if pipe is None:
-            pipe = self._pipes[node.name] = Pipe(_node_url(node, *self._auth))
+            pipe = Pipe(_node_url(node, *self._auth), timeout=self.timeout)
+            self._pipes[node.name] = pipe
         return pipe
 
     async def refresh(self) -> None:
         try:
-            await self.client.initialize()
-            await self.client.nodes_manager.initialize()
-        except rex.RedisError:
+            await self.client.initialize()  # once per client: commands parser and slot map
+            await self.client.nodes_manager.initialize()  # the current slot map
+        except (rex.RedisError, rex.RedisClusterException):
             self._stale = True
             raise
         self._stale = False
@@ -129,8 +132,17 @@ class ClusterRouter:
 
     async def aclose(self) -> None:
         pipes, self._pipes = list(self._pipes.values()), {}
-        for pipe in pipes:
-            await pipe.aclose()
+        # Every pipe gets its close even if one of them fails to confirm it in time.
+        await asyncio.gather(*(pipe.aclose() for pipe in pipes), return_exceptions=True)
+
+
+class ReplicationShortfall(StoreUnavailable):
+    """A script ran on the primary but too few replicas confirmed it; `reply` is what the
+    script returned, so a caller can undo what it must not keep (claims)."""
+
+    def __init__(self, reply: Any, message: str) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 class ReplicaWait:
@@ -150,10 +162,11 @@ class ReplicaWait:
     def command(self) -> tuple[Any, ...]:
         return ("WAIT", self.replicas, self.timeout_ms)
 
-    def check(self, acked: Any) -> None:
+    def check(self, acked: Any, reply: Any) -> None:
         if int(acked) < self.replicas:
-            raise StoreUnavailable(
+            raise ReplicationShortfall(
+                reply,
                 f"Redis at {self.target}: write reached {int(acked)} of {self.replicas} "
                 f"replicas within {self.timeout_ms} ms; it is on the primary but may be lost "
-                "if the primary fails now"
+                "if the primary fails now",
             )

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import hiredis
 from redis import exceptions as rex
 
 from kew_plug.errors import StoreUnavailable
@@ -31,13 +32,21 @@ def translated(target: str) -> Iterator[None]:
         raise  # already says what happened (a replica WAIT that fell short)
     except rex.AuthenticationError as e:
         raise StoreUnavailable(f"Redis at {target} refused the credentials: {e}") from e
-    except (rex.ClusterDownError, rex.TryAgainError, rex.SlotNotCoveredError) as e:
+    except (rex.ClusterError, rex.TryAgainError, rex.SlotNotCoveredError) as e:
         raise StoreUnavailable(f"Redis Cluster at {target} cannot serve the slot: {e}") from e
     except rex.ResponseError as e:
         if str(e).startswith(("CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK ")):
             raise StoreUnavailable(f"Redis Cluster at {target} cannot serve the slot: {e}") from e
+        if str(e).startswith(("LOADING", "MASTERDOWN", "NOREPLICAS", "READONLY")):
+            raise StoreUnavailable(f"Redis at {target} cannot take writes now: {e}") from e
         if "NOAUTH" in str(e) or "WRONGPASS" in str(e) or "NOPERM" in str(e):
             raise StoreUnavailable(f"Redis at {target} refused the credentials: {e}") from e
         raise
-    except (rex.ConnectionError, rex.TimeoutError, rex.RedisClusterException, OSError) as e:
+    except (
+        rex.ConnectionError,
+        rex.TimeoutError,
+        rex.RedisClusterException,
+        hiredis.ProtocolError,
+        OSError,
+    ) as e:
         raise StoreUnavailable(f"cannot reach Redis at {target}: {e}") from e

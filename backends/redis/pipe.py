@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,12 +43,36 @@ def encode(args: tuple[Any, ...]) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.reader = hiredis.Reader()
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.sent: collections.deque[float] = collections.deque()  # when each was sent
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.closed = self.loop.create_future()
+        # One timer per connection, not one per call: a server that stops answering (frozen,
+        # or cut off without a reset) fails every call in flight after `timeout`.
+        self.timeout = timeout
+        self.watchdog: asyncio.TimerHandle | None = None
+
+    def expect(self, futures: list[asyncio.Future[Any]]) -> None:
+        now = time.monotonic()
+        self.waiting.extend(futures)
+        self.sent.extend(now for _ in futures)
+        if self.watchdog is None:
+            self.watchdog = self.loop.call_later(self.timeout, self._check)
+
+    def _check(self) -> None:
+        self.watchdog = None
+        if not self.sent or self.transport is None:
+            return
+        late = time.monotonic() - self.sent[0]
+        if late < self.timeout:
+            self.watchdog = self.loop.call_later(self.timeout - late, self._check)
+            return
+        self.lost = TimeoutError(f"no reply within {self.timeout:g} s")
+        self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -57,6 +82,7 @@ class _Protocol(asyncio.Protocol):
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
             fut = self.waiting.popleft()
+            self.sent.popleft()
             if fut.done():  # its caller was cancelled; the reply is still consumed in order
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -65,8 +91,11 @@ class _Protocol(asyncio.Protocol):
                 fut.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc or ConnectionResetError("connection closed by server")
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        self.lost = self.lost or exc or ConnectionResetError("connection closed by server")
         error = rex.ConnectionError(f"Connection closed: {self.lost}")
+        self.sent.clear()
         while self.waiting:
             fut = self.waiting.popleft()
             if not fut.done():
@@ -88,23 +117,29 @@ class Pipe:
     password and database from the URL; the store keeps rediss:// on redis-py, which honours
     the URL's TLS options)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
         if not url.startswith(("redis://", "unix://")):
             raise ValueError(f"Pipe speaks plain redis:// or unix:// only, not {url.split(':')[0]}")
         self.options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        # Longer than any command we send takes, WAIT with its own timeout included.
+        self.timeout = timeout
         self._proto: _Protocol | None = None
         self._opening: asyncio.Lock | None = None
+
+    def _protocol(self) -> _Protocol:
+        return _Protocol(self.timeout)
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         o = self.options
         try:
             if "path" in o:
-                _, proto = await loop.create_unix_connection(_Protocol, o["path"])
+                opening = loop.create_unix_connection(self._protocol, o["path"])
             else:
                 host, port = o.get("host", "localhost"), o.get("port", 6379)
-                _, proto = await loop.create_connection(_Protocol, host, port)
-        except OSError as e:
+                opening = loop.create_connection(self._protocol, host, port)
+            _, proto = await asyncio.wait_for(opening, self.timeout)
+        except (OSError, TimeoutError) as e:
             raise rex.ConnectionError(f"Error connecting: {e}") from e
         setup: list[tuple[Any, ...]] = []
         if o.get("password") is not None:
@@ -136,9 +171,8 @@ class Pipe:
     def _write(proto: _Protocol, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
         if proto.transport is None or proto.lost is not None:
             raise rex.ConnectionError(f"Connection closed: {proto.lost}")
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in commands]
-        proto.waiting.extend(futures)
+        futures = [proto.loop.create_future() for _ in commands]
+        proto.expect(futures)
         proto.transport.write(b"".join(encode(c) for c in commands))
         return futures
 
@@ -146,8 +180,8 @@ class Pipe:
     async def _send(proto: _Protocol, args: tuple[Any, ...]) -> Any:
         if proto.transport is None or proto.lost is not None:
             raise rex.ConnectionError(f"Connection closed: {proto.lost}")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        proto.waiting.append(fut)
+        fut: asyncio.Future[Any] = proto.loop.create_future()
+        proto.expect([fut])
         proto.transport.write(encode(args))
         return await fut
 
@@ -202,5 +236,5 @@ class PipeScript:
             await self.to.send(keys[0], [("SCRIPT", "LOAD", self.source)])
             replies = await self.to.send(keys[0], commands)
         if self.wait is not None:
-            self.wait.check(replies[1])
+            self.wait.check(replies[1], replies[0])
         return replies[0]

@@ -3,6 +3,7 @@ queue under one hash tag. Works on redis-py's asyncio client and on fakeredis.""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -12,13 +13,19 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from backends.redis.cluster import SCHEME as CLUSTER_SCHEME
-from backends.redis.cluster import ClusterRouter, ReplicaWait, cluster_client, parse_cluster_url
+from backends.redis.cluster import (
+    ClusterRouter,
+    ReplicationShortfall,
+    ReplicaWait,
+    cluster_client,
+    parse_cluster_url,
+)
 from backends.redis.errors import describe_target, translated
 from backends.redis.keys import DEFAULT_NAMESPACE, QueueKeys
 from backends.redis.pipe import Pipe, PipeScript, Sender
 from backends.redis.scripts import source
 from kew_plug import validate
-from kew_plug.errors import InvalidArgument, QueueFull
+from kew_plug.errors import InvalidArgument, QueueFull, StoreUnavailable
 from kew_plug.interfaces import Store
 from kew_plug.models import (
     Claim,
@@ -72,7 +79,10 @@ class RedisStore(Store):
         self._owns_client = owns_client
         self._keys: dict[str, QueueKeys] = {}
         self._pipe = pipe
-        if router is None and isinstance(client, RedisCluster):
+        tls = "SSL" in getattr(
+            getattr(client, "connection_kwargs", {}).get("connection_class"), "__name__", ""
+        )
+        if router is None and isinstance(client, RedisCluster) and not tls:
             # A cluster client passed in: script calls still go to the slot's primary over
             # a Pipe, with the client's own credentials.
             kw = client.connection_kwargs
@@ -80,6 +90,9 @@ class RedisStore(Store):
         self._router = router
         send: Sender | None = router if router is not None else pipe
         wait = ReplicaWait(replicas, replica_timeout, self.target) if replicas else None
+        for conn in (pipe, router):
+            if wait is not None and conn is not None:
+                conn.timeout = max(conn.timeout, replica_timeout + 5.0)
         if wait is not None and send is None:
             # WAIT counts the writes of its own connection; a pooled client cannot promise
             # the script ran on the same one.
@@ -168,19 +181,20 @@ class RedisStore(Store):
     async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
         k = self.keys(queue)
         keys = [k.ready, k.due, k.running, k.seq, k.task_prefix, k.wake]
-        reply = await self._run("claim", keys, [limit, lease_ms])
-        claims = [
-            Claim(
-                _text(reply[j]),
-                int(reply[j + 1]),
-                int(reply[j + 2]),
-                int(reply[j + 3]),
-                reply[j + 4],
-            )
-            for j in range(3, len(reply), 5)
-        ]
+        try:
+            reply = await self._run("claim", keys, [limit, lease_ms])
+        except ReplicationShortfall as e:
+            # The claims exist on the primary only. Handed out, they could run twice after a
+            # failover; kept, they would burn an attempt each. Given back, they cost nothing.
+            unsure = _claims(e.reply)
+            if unsure:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.release(queue, unsure)
+            raise
         next_due = int(reply[0])
-        return ClaimBatch(claims, None if next_due < 0 else next_due, int(reply[1]), int(reply[2]))
+        return ClaimBatch(
+            _claims(reply), None if next_due < 0 else next_due, int(reply[1]), int(reply[2])
+        )
 
     async def wait(self, queue: str, timeout: float) -> bool:
         key = self.keys(queue).wake
@@ -342,6 +356,15 @@ class RedisStore(Store):
             await self._router.aclose()
         if self._owns_client:
             await self.client.aclose()
+
+
+def _claims(reply: list[Any]) -> list[Claim]:
+    return [
+        Claim(
+            _text(reply[j]), int(reply[j + 1]), int(reply[j + 2]), int(reply[j + 3]), reply[j + 4]
+        )
+        for j in range(3, len(reply), 5)
+    ]
 
 
 def _record(queue: str, task_id: str, h: dict[bytes, bytes]) -> TaskRecord | None:
