@@ -20,8 +20,9 @@ from backends.redis.pipe import Pipe
 from kew_plug.errors import InvalidArgument, StoreUnavailable
 
 SCHEME = "redis+cluster://"
-# MOVED or ASK after a failover or a reshard: the slot map is refreshed and the call resent.
-# Neither reply means the script ran, so resending cannot apply it twice.
+# MOVED after a failover or a reshard: the slot map is refreshed and the call resent (the
+# reply means the script did not run, so resending cannot apply it twice). ASK, during a
+# slot migration, is only retried the same way, which does not follow the migration.
 REDIRECTS = 3
 
 
