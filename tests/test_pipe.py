@@ -11,8 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 
+from backends.redis.cluster import ReplicaWait
 from backends.redis.pipe import Pipe, PipeScript
 from harness.servers import RedisServer, redis_server_binary
+from kew_plug import StoreUnavailable
+from tests.helpers import eventually
 
 
 @pytest.fixture(params=["embedded", "redis"])
@@ -104,3 +107,33 @@ async def test_a_server_that_stops_answering_fails_the_call_within_the_timeout()
             server.signal(signal.SIGCONT)
         assert await pipe.execute("PING") == b"PONG"  # a fresh connection on the next call
         await pipe.aclose()
+
+
+async def test_writes_waiting_for_a_slow_replica_share_one_wait() -> None:
+    """WAIT blocks its connection: calls that arrive while one is out share the next WAIT
+    instead of queueing one each behind it."""
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server")
+    with RedisServer() as primary:
+        replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(primary.port)))
+        with replica:
+            admin = aioredis.Redis.from_url(primary.url)
+            await eventually(admin.info, lambda i: i.get("connected_slaves") == 1, within=10)
+            pipe = Pipe(primary.url)
+            source = "return redis.call('INCR', KEYS[1])"
+            sha = await pipe.execute("SCRIPT", "LOAD", source)
+            wait = ReplicaWait(1, 0.2, primary.url)
+            script = PipeScript(pipe, source, sha.decode(), wait)
+            replica.signal(signal.SIGSTOP)  # connected but silent: every WAIT times out
+            try:
+                await admin.config_resetstat()
+                calls = [script(keys=["n"], args=[]) for _ in range(6)]
+                results = await asyncio.gather(*calls, return_exceptions=True)
+            finally:
+                replica.signal(signal.SIGCONT)
+            assert all(isinstance(r, StoreUnavailable) for r in results), results
+            waits = (await admin.info("commandstats"))["cmdstat_wait"]["calls"]
+            assert waits == 2  # the first call's, then one for the five behind it
+            assert int(await admin.get("n")) == 6  # every script ran on the primary
+            await pipe.aclose()
+            await admin.aclose()

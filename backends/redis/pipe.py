@@ -55,6 +55,10 @@ class _Protocol(asyncio.Protocol):
         # or cut off without a reset) fails every call in flight after `timeout`.
         self.timeout = timeout
         self.watchdog: asyncio.TimerHandle | None = None
+        # Group commit for WAIT: at most one in flight; calls that write while it is out
+        # share the next one. WAIT blocks the connection, so one per call would queue them.
+        self.wait_inflight: asyncio.Future[Any] | None = None
+        self.wait_next: asyncio.Future[Any] | None = None
 
     def expect(self, futures: list[asyncio.Future[Any]]) -> None:
         now = time.monotonic()
@@ -193,12 +197,49 @@ class Pipe:
         or the first error once every reply is in (none is left unretrieved)."""
         if len(commands) == 1:
             return [await self._send(await self._ready(), commands[0])]
+        if len(commands) == 2 and commands[1][0] == "WAIT":
+            return await self._then_wait(commands[0], commands[1])
         futures = self._write(await self._ready(), commands)
         replies = await asyncio.gather(*futures, return_exceptions=True)
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
         return replies
+
+    async def _then_wait(self, command: tuple[Any, ...], wait: tuple[Any, ...]) -> list[Any]:
+        """`command`, then the reply of a WAIT written after it: its own, or the next one
+        shared with every command written while an earlier WAIT was still out."""
+        proto = await self._ready()
+        (reply,) = self._write(proto, [command])
+        if proto.wait_inflight is None:
+            acked = self._start_wait(proto, wait)
+        else:
+            if proto.wait_next is None:
+                proto.wait_next = proto.loop.create_future()
+            acked = proto.wait_next
+        replies = await asyncio.gather(reply, acked, return_exceptions=True)
+        for r in replies:
+            if isinstance(r, BaseException):
+                raise r
+        return list(replies)
+
+    def _start_wait(self, proto: _Protocol, wait: tuple[Any, ...]) -> asyncio.Future[Any]:
+        (sent,) = self._write(proto, [wait])
+        proto.wait_inflight = sent
+        sent.add_done_callback(lambda done: self._wait_done(proto, wait))
+        return sent
+
+    def _wait_done(self, proto: _Protocol, wait: tuple[Any, ...]) -> None:
+        proto.wait_inflight = None
+        batch, proto.wait_next = proto.wait_next, None
+        if batch is None or batch.done():
+            return
+        try:
+            sent = self._start_wait(proto, wait)
+        except rex.ConnectionError as e:
+            batch.set_exception(e)
+            return
+        sent.add_done_callback(lambda done: _copy_outcome(done, batch))
 
     async def send(self, key: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         return await self.execute_all(commands)  # one server holds every key
@@ -209,6 +250,17 @@ class Pipe:
         if proto is not None and proto.transport is not None:
             proto.transport.close()
             await asyncio.wait_for(asyncio.shield(proto.closed), 5)
+
+
+def _copy_outcome(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (error := source.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())
 
 
 class Sender(Protocol):
