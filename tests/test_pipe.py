@@ -137,3 +137,31 @@ async def test_writes_waiting_for_a_slow_replica_share_one_wait() -> None:
             assert int(await admin.get("n")) == 6  # every script ran on the primary
             await pipe.aclose()
             await admin.aclose()
+
+
+async def test_one_caller_cancelled_does_not_cancel_the_shared_wait_for_others() -> None:
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server")
+    with RedisServer() as primary:
+        replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(primary.port)))
+        with replica:
+            admin = aioredis.Redis.from_url(primary.url)
+            await eventually(admin.info, lambda i: i.get("connected_slaves") == 1, within=10)
+            pipe = Pipe(primary.url)
+            source = "return redis.call('INCR', KEYS[1])"
+            sha = (await pipe.execute("SCRIPT", "LOAD", source)).decode()
+            script = PipeScript(pipe, source, sha, ReplicaWait(1, 0.2, primary.url))
+            replica.signal(signal.SIGSTOP)
+            try:
+                first = asyncio.create_task(script(keys=["n"], args=[]))
+                behind = [asyncio.create_task(script(keys=["n"], args=[])) for _ in range(3)]
+                await asyncio.sleep(0)  # every call has written its script
+                behind[0].cancel()
+                results = await asyncio.gather(first, *behind, return_exceptions=True)
+            finally:
+                replica.signal(signal.SIGCONT)
+            assert isinstance(results[1], asyncio.CancelledError)
+            others = [results[0], *results[2:]]
+            assert all(isinstance(r, StoreUnavailable) for r in others), others
+            await pipe.aclose()
+            await admin.aclose()

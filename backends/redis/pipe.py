@@ -217,7 +217,9 @@ class Pipe:
             if proto.wait_next is None:
                 proto.wait_next = proto.loop.create_future()
             acked = proto.wait_next
-        replies = await asyncio.gather(reply, acked, return_exceptions=True)
+        # Shielded: the WAIT's future is shared, and one caller being cancelled must not
+        # cancel it for the others (gather cancels what it awaits).
+        replies = await asyncio.gather(reply, asyncio.shield(acked), return_exceptions=True)
         for r in replies:
             if isinstance(r, BaseException):
                 raise r
