@@ -73,6 +73,15 @@ def cluster_client(
     )
 
 
+def router_for(client: RedisCluster) -> ClusterRouter | None:
+    """The router for a cluster client, with the client's own credentials; None for TLS,
+    which the plain Pipe does not speak (scripts then stay on redis-py)."""
+    kw = client.connection_kwargs
+    if "SSL" in getattr(kw.get("connection_class"), "__name__", ""):
+        return None
+    return ClusterRouter(client, kw.get("username"), kw.get("password"))
+
+
 def _node_url(node: ClusterNode, username: str | None, password: str | None) -> str:
     cred = ""
     if password is not None:

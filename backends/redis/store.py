@@ -19,6 +19,7 @@ from backends.redis.cluster import (
     ReplicaWait,
     cluster_client,
     parse_cluster_url,
+    router_for,
 )
 from backends.redis.errors import describe_target, translated
 from backends.redis.keys import DEFAULT_NAMESPACE, QueueKeys
@@ -79,14 +80,8 @@ class RedisStore(Store):
         self._owns_client = owns_client
         self._keys: dict[str, QueueKeys] = {}
         self._pipe = pipe
-        tls = "SSL" in getattr(
-            getattr(client, "connection_kwargs", {}).get("connection_class"), "__name__", ""
-        )
-        if router is None and isinstance(client, RedisCluster) and not tls:
-            # A cluster client passed in: script calls still go to the slot's primary over
-            # a Pipe, with the client's own credentials.
-            kw = client.connection_kwargs
-            router = ClusterRouter(client, kw.get("username"), kw.get("password"))
+        if router is None and isinstance(client, RedisCluster):
+            router = router_for(client)
         self._router = router
         send: Sender | None = router if router is not None else pipe
         wait = ReplicaWait(replicas, replica_timeout, self.target) if replicas else None
@@ -117,8 +112,7 @@ class RedisStore(Store):
             seeds, found = parse_cluster_url(url)
             user, password = found.pop("username", None), found.pop("password", None)
             cluster = cluster_client(seeds, user, password)
-            router = ClusterRouter(cluster, user, password)
-            return cls(cluster, owns_client=True, router=router, **{**found, **options})
+            return cls(cluster, owns_client=True, **{**found, **options})
         client = aioredis.Redis.from_url(url, decode_responses=False, retry=None)
         # TLS options in a rediss:// URL (certificates, checks) are redis-py's to honour.
         pipe = Pipe(url) if fast and not url.startswith("rediss://") else None
