@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -47,3 +49,13 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within} s; last value: {value!r}")
         await asyncio.sleep(0.005)
+
+
+def harness_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m harness` as a user runs it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import harness_cli
+
 pytestmark = pytest.mark.multiprocess
-
-
-def harness(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", "--no-progress", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+harness = harness_cli
 
 
 def test_default_run_exits_zero_and_writes_the_json_report(tmp_path: Path) -> None:

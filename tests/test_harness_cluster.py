@@ -3,13 +3,11 @@ killed mid-run, behind a lagging replica, while replicas=1 makes every write wai
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import harness
 from harness.servers import redis_server_binary
+from tests.helpers import harness_cli
 from tests.test_harness_faults import assert_clean
 
 pytestmark = [
@@ -50,8 +48,5 @@ def test_failover_behind_a_lagging_replica_loses_nothing_with_replicas_one() -> 
     ],
 )  # fmt: skip
 def test_cluster_options_the_run_cannot_take_are_refused(args: list[str], says: str) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "harness", "--no-progress", *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    out = harness_cli(*args, timeout=60)
     assert out.returncode == 2 and says in out.stderr, out.stderr

@@ -3,13 +3,11 @@ must leave nothing lost and nothing run twice without a fault to explain it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import harness
 from harness.servers import redis_server_binary
+from tests.helpers import harness_cli
 
 pytestmark = pytest.mark.multiprocess
 CLEAN = ("lost", "duplicated", "unexpected", "wrong_results", "dead", "payloads_left")
@@ -52,8 +50,5 @@ def test_restart_and_drop_on_an_owned_redis_server() -> None:
     ],
 )  # fmt: skip
 def test_faults_the_store_cannot_take_are_refused(args: list[str], says: str) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "harness", "--no-progress", *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    out = harness_cli(*args, timeout=60)
     assert out.returncode == 2 and says in out.stderr

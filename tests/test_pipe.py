@@ -4,8 +4,10 @@ like redis-py's, scripts reloaded after a flush, reconnection after a drop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -109,37 +111,10 @@ async def test_a_server_that_stops_answering_fails_the_call_within_the_timeout()
         await pipe.aclose()
 
 
-async def test_writes_waiting_for_a_slow_replica_share_one_wait() -> None:
-    """WAIT blocks its connection: calls that arrive while one is out share the next WAIT
-    instead of queueing one each behind it."""
-    if redis_server_binary() is None:
-        pytest.skip("no redis-server")
-    with RedisServer() as primary:
-        replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(primary.port)))
-        with replica:
-            admin = aioredis.Redis.from_url(primary.url)
-            await eventually(admin.info, lambda i: i.get("connected_slaves") == 1, within=10)
-            pipe = Pipe(primary.url)
-            source = "return redis.call('INCR', KEYS[1])"
-            sha = await pipe.execute("SCRIPT", "LOAD", source)
-            wait = ReplicaWait(1, 0.2, primary.url)
-            script = PipeScript(pipe, source, sha.decode(), wait)
-            replica.signal(signal.SIGSTOP)  # connected but silent: every WAIT times out
-            try:
-                await admin.config_resetstat()
-                calls = [script(keys=["n"], args=[]) for _ in range(6)]
-                results = await asyncio.gather(*calls, return_exceptions=True)
-            finally:
-                replica.signal(signal.SIGCONT)
-            assert all(isinstance(r, StoreUnavailable) for r in results), results
-            waits = (await admin.info("commandstats"))["cmdstat_wait"]["calls"]
-            assert waits == 2  # the first call's, then one for the five behind it
-            assert int(await admin.get("n")) == 6  # every script ran on the primary
-            await pipe.aclose()
-            await admin.aclose()
-
-
-async def test_one_caller_cancelled_does_not_cancel_the_shared_wait_for_others() -> None:
+@contextlib.asynccontextmanager
+async def silent_replica() -> AsyncIterator[tuple[PipeScript, aioredis.Redis]]:
+    """An INCR script with replicas=1 on a primary whose one replica is connected but frozen
+    (SIGSTOP) while the caller runs, so every WAIT times out (200 ms); and an admin client."""
     if redis_server_binary() is None:
         pytest.skip("no redis-server")
     with RedisServer() as primary:
@@ -151,17 +126,35 @@ async def test_one_caller_cancelled_does_not_cancel_the_shared_wait_for_others()
             source = "return redis.call('INCR', KEYS[1])"
             sha = (await pipe.execute("SCRIPT", "LOAD", source)).decode()
             script = PipeScript(pipe, source, sha, ReplicaWait(1, 0.2, primary.url))
+            await admin.config_resetstat()
             replica.signal(signal.SIGSTOP)
             try:
-                first = asyncio.create_task(script(keys=["n"], args=[]))
-                behind = [asyncio.create_task(script(keys=["n"], args=[])) for _ in range(3)]
-                await asyncio.sleep(0)  # every call has written its script
-                behind[0].cancel()
-                results = await asyncio.gather(first, *behind, return_exceptions=True)
+                yield script, admin
             finally:
                 replica.signal(signal.SIGCONT)
-            assert isinstance(results[1], asyncio.CancelledError)
-            others = [results[0], *results[2:]]
-            assert all(isinstance(r, StoreUnavailable) for r in others), others
-            await pipe.aclose()
-            await admin.aclose()
+                await pipe.aclose()
+                await admin.aclose()
+
+
+async def test_writes_waiting_for_a_slow_replica_share_one_wait() -> None:
+    """WAIT blocks its connection: calls that arrive while one is out share the next WAIT
+    instead of queueing one each behind it."""
+    async with silent_replica() as (script, admin):
+        calls = [script(keys=["n"], args=[]) for _ in range(6)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        waits = (await admin.info("commandstats"))["cmdstat_wait"]["calls"]
+        assert waits == 2  # the first call's, then one for the five behind it
+        assert int(await admin.get("n")) == 6  # every script ran on the primary
+
+
+async def test_one_caller_cancelled_does_not_cancel_the_shared_wait_for_others() -> None:
+    async with silent_replica() as (script, _):
+        first = asyncio.create_task(script(keys=["n"], args=[]))
+        behind = [asyncio.create_task(script(keys=["n"], args=[])) for _ in range(3)]
+        await asyncio.sleep(0)  # one loop turn: every task has written its script
+        behind[0].cancel()
+        results = await asyncio.gather(first, *behind, return_exceptions=True)
+        assert isinstance(results[1], asyncio.CancelledError)
+        others = [results[0], *results[2:]]
+        assert all(isinstance(r, StoreUnavailable) for r in others), others
