@@ -9,7 +9,7 @@ from typing import Any
 
 import fakeredis
 
-from backends.redis.store import RedisStore
+from kew_plug.backends.redis.store import RedisStore
 
 
 class FakeRedisStore(RedisStore):

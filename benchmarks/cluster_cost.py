@@ -12,9 +12,9 @@ import asyncio
 import statistics
 import time
 
-from backends.redis import RedisStore
 from harness.cluster import LocalCluster
 from harness.servers import RedisServer
+from kew_plug.backends.redis import RedisStore
 from kew_plug.models import NewTask, Outcome, OutcomeKind
 
 PAYLOAD = b"x" * 120

@@ -19,9 +19,9 @@ from typing import Any
 import multiprocess
 import redis.asyncio as aioredis
 
-from backends.redis import RedisStore
 from harness.servers import RedisServer
 from kew_plug import Queue, TaskSpec, Worker
+from kew_plug.backends.redis import RedisStore
 
 SECRET = "growth-benchmark-secret-0123456789"
 noop = abs  # importable everywhere: the payload carries a reference, not code

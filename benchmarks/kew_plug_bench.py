@@ -15,8 +15,8 @@ import sys
 from _common import QUEUE, REDIS_URL, versions
 from benchprobe import run_async
 
-from backends.redis import RedisStore
 from kew_plug import Queue, TaskSpec, Worker
+from kew_plug.backends.redis import RedisStore
 
 STOP_SIGNAL = signal.SIGTERM
 STOP_GRACE = 15.0

@@ -13,9 +13,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from backends.redis import RedisStore
 from harness.servers import RedisServer
 from kew_plug import Queue, TaskSpec, Worker
+from kew_plug.backends.redis import RedisStore
 
 # A function importable everywhere, so the payload carries a reference, not code.
 noop = abs

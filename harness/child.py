@@ -60,7 +60,7 @@ def build_store(spec: str, server_url: str | None, namespace: str) -> Store:
     """A store from the strings a child was given. A `package.module:factory` is called with
     whichever of `url` (the run's server) and `namespace` its signature accepts."""
     if spec.startswith(URL_SCHEMES) or spec in ("fakeredis", "redis", "redis-cluster"):
-        from backends.redis import RedisStore
+        from kew_plug.backends.redis import RedisStore
 
         return RedisStore.from_url(server_url or spec, namespace=namespace)
     if ":" in spec:
@@ -76,7 +76,7 @@ def build_store(spec: str, server_url: str | None, namespace: str) -> Store:
 
 def build_breaker(spec: ChildSpec, store: Store, queue: str) -> Breaker | None:
     if spec.breaker == "local":
-        from backends.breakers import LocalBreaker
+        from kew_plug.backends.breakers import LocalBreaker
 
         return LocalBreaker(**spec.breaker_options)  # type: ignore[arg-type]
     if spec.breaker == "redis":

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from backends.fake import EmbeddedServer, free_port
+from kew_plug.backends.fake import EmbeddedServer, free_port
 
 __all__ = ["EmbeddedServer", "RedisServer", "free_port", "redis_server_binary"]
 

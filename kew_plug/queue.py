@@ -95,7 +95,7 @@ class Queue:
         inner = make_serializer(serializer)
         keys = signing_keys(secret)
         if keys is not None:
-            signed_cls = load_object("serializers.signed:Signed", "serializer", ["signed"])
+            signed_cls = load_object("kew_plug.serializers.signed:Signed", "serializer", ["signed"])
             inner = signed_cls(inner, keys)
         elif getattr(self.store, "networked", False):
             log.warning(

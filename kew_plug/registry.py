@@ -13,17 +13,17 @@ from kew_plug.interfaces import Breaker, Serializer, Store
 T = TypeVar("T")
 
 STORES: dict[str, str] = {
-    "memory": "backends.memory:MemoryStore",
-    "fakeredis": "backends.fake:FakeRedisStore",
+    "memory": "kew_plug.backends.memory:MemoryStore",
+    "fakeredis": "kew_plug.backends.fake:FakeRedisStore",
 }
 URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
 SERIALIZERS: dict[str, str] = {
-    "cloudpickle": "serializers.pickling:CloudpickleSerializer",
-    "dill": "serializers.pickling:DillSerializer",
-    "pickle": "serializers.pickling:PickleSerializer",
+    "cloudpickle": "kew_plug.serializers.pickling:CloudpickleSerializer",
+    "dill": "kew_plug.serializers.pickling:DillSerializer",
+    "pickle": "kew_plug.serializers.pickling:PickleSerializer",
 }
 BREAKERS: dict[str, str] = {
-    "local": "backends.breakers:LocalBreaker",
+    "local": "kew_plug.backends.breakers:LocalBreaker",
     "redis": "(shares the Redis store's connection)",
 }
 
@@ -58,7 +58,7 @@ def make_store(spec: Store | str) -> Store:
         return spec
     if spec.startswith(URL_SCHEMES) or spec == "redis":
         from_url: Callable[[str], Store] = load_object(
-            "backends.redis:RedisStore", "store", list(STORES)
+            "kew_plug.backends.redis:RedisStore", "store", list(STORES)
         ).from_url
         return from_url("redis://127.0.0.1:6379/0" if spec == "redis" else spec)
     if ":" not in spec and spec not in STORES:

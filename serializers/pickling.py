@@ -9,7 +9,7 @@ from typing import Any
 
 from kew_plug.errors import PayloadError, SerializationError
 from kew_plug.interfaces import Serializer
-from serializers.framing import frame, unframe
+from kew_plug.serializers.framing import frame, unframe
 
 
 class _Describe(reprlib.Repr):

@@ -10,7 +10,7 @@ from typing import Any
 
 from kew_plug.errors import InvalidArgument, PayloadError, SerializationError
 from kew_plug.interfaces import Serializer
-from serializers.framing import MAC_SIZE, SIGNED_HEADER_SIZE, SIGNED_PREFIX, writer_name
+from kew_plug.serializers.framing import MAC_SIZE, SIGNED_HEADER_SIZE, SIGNED_PREFIX, writer_name
 
 MIN_KEY_BYTES = 16
 

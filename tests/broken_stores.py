@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from backends.redis import RedisStore
+from kew_plug.backends.redis import RedisStore
 from kew_plug.models import Claim, ClaimBatch, EnqueueReport, NewTask, Outcome, OutcomeKind
 
 

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from backends.fake import FakeRedisStore
-from backends.memory import MemoryStore
-from backends.redis import RedisStore
 from harness.servers import EmbeddedServer, RedisServer, redis_server_binary
+from kew_plug.backends.fake import FakeRedisStore
+from kew_plug.backends.memory import MemoryStore
+from kew_plug.backends.redis import RedisStore
 from kew_plug.interfaces import Store
 
 REQUIRE_REDIS = os.environ.get("KEW_REQUIRE_REDIS") == "1"

@@ -9,7 +9,7 @@ from typing import Any
 import multiprocess
 import pytest
 
-from backends.redis import RedisStore
+from kew_plug.backends.redis import RedisStore
 from kew_plug.models import NewTask
 
 pytestmark = pytest.mark.multiprocess

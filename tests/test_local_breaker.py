@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from backends.breakers import LocalBreaker
+from kew_plug.backends.breakers import LocalBreaker
 from kew_plug.errors import InvalidArgument
 from kew_plug.interfaces import Breaker, BreakerState
 

@@ -13,10 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 
-from backends.redis.cluster import ReplicaWait
-from backends.redis.pipe import Pipe, PipeScript
 from harness.servers import RedisServer, redis_server_binary
 from kew_plug import StoreUnavailable
+from kew_plug.backends.redis.cluster import ReplicaWait
+from kew_plug.backends.redis.pipe import Pipe, PipeScript
 from tests.helpers import eventually
 
 

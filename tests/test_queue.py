@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 
-from backends.breakers import LocalBreaker
-from backends.memory import MemoryStore
 from kew_plug import (
     InvalidArgument,
     NewTask,
@@ -29,10 +27,12 @@ from kew_plug import (
     UnknownBackend,
     Worker,
 )
+from kew_plug.backends.breakers import LocalBreaker
+from kew_plug.backends.memory import MemoryStore
 from kew_plug.interfaces import Store
-from serializers.framing import SIGNED_PREFIX
-from serializers.pickling import CloudpickleSerializer, DillSerializer, PickleSerializer
-from serializers.signed import Signed
+from kew_plug.serializers.framing import SIGNED_PREFIX
+from kew_plug.serializers.pickling import CloudpickleSerializer, DillSerializer, PickleSerializer
+from kew_plug.serializers.signed import Signed
 from tests.conftest import StoreFactory
 
 SECRET_A = "a-secret-that-is-long-enough-1"
@@ -128,14 +128,14 @@ def test_composition_by_objects() -> None:
 def test_composition_by_module_factory_strings() -> None:
     q = Queue(
         "tests.test_queue:custom_store_factory",
-        "serializers.pickling:DillSerializer",
-        "backends.breakers:LocalBreaker",
+        "kew_plug.serializers.pickling:DillSerializer",
+        "kew_plug.backends.breakers:LocalBreaker",
     )
     assert isinstance(q.store, MemoryStore)
     assert getattr(q.store, "made_by_factory", False)
     assert isinstance(q.serializer, DillSerializer)
     assert isinstance(q.breaker, LocalBreaker)
-    assert isinstance(Queue("backends.memory:MemoryStore").store, MemoryStore)
+    assert isinstance(Queue("kew_plug.backends.memory:MemoryStore").store, MemoryStore)
 
 
 @pytest.mark.parametrize(
@@ -163,9 +163,9 @@ def test_unknown_names_raise_listing_the_known_ones(
     ("kwargs", "needle"),
     [
         ({"store": "no_such_module_xyz:Factory"}, "cannot import 'no_such_module_xyz'"),
-        ({"store": "backends.memory:NoSuchThing"}, "has no 'NoSuchThing'"),
+        ({"store": "kew_plug.backends.memory:NoSuchThing"}, "has no 'NoSuchThing'"),
         ({"store": "tests.test_queue:not_a_store"}, "not a store"),
-        ({"serializer": "backends.memory:MemoryStore"}, "not a serializer"),
+        ({"serializer": "kew_plug.backends.memory:MemoryStore"}, "not a serializer"),
     ],
 )
 def test_bad_module_factory_strings_say_what_is_wrong(kwargs: dict[str, str], needle: str) -> None:

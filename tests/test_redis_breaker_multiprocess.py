@@ -16,7 +16,7 @@ import multiprocess
 import pytest
 import redis.asyncio
 
-from backends.redis.breaker import RedisBreaker
+from kew_plug.backends.redis.breaker import RedisBreaker
 from kew_plug.interfaces import BreakerState
 
 pytestmark = pytest.mark.multiprocess

@@ -14,11 +14,11 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from backends.redis import RedisStore
-from backends.redis.cluster import _node_url, cluster_client, parse_cluster_url
 from harness.cluster import LocalCluster
 from harness.servers import free_port
 from kew_plug import InvalidArgument, Queue, StoreUnavailable, Worker
+from kew_plug.backends.redis import RedisStore
+from kew_plug.backends.redis.cluster import _node_url, cluster_client, parse_cluster_url
 from kew_plug.models import NewTask, TaskState
 from kew_plug.queue import TaskHandle
 

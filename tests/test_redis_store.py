@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
-from backends.fake import FakeRedisStore
-from backends.redis import RedisStore
 from harness.servers import RedisServer, redis_server_binary
 from kew_plug import Queue, RetryPolicy, StoreUnavailable, Worker
+from kew_plug.backends.fake import FakeRedisStore
+from kew_plug.backends.redis import RedisStore
 from kew_plug.models import NewTask, Outcome, OutcomeKind
 from tests.helpers import eventually
 

@@ -10,7 +10,7 @@ import pytest
 
 from kew_plug.errors import InvalidArgument, PayloadError, SerializationError
 from kew_plug.interfaces import Serializer
-from serializers import (
+from kew_plug.serializers import (
     CloudpickleSerializer,
     DillSerializer,
     PickleSerializer,

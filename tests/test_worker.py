@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from backends.memory import MemoryStore
 from kew_plug import (
     Outcome,
     Queue,
@@ -26,6 +25,7 @@ from kew_plug import (
     TaskState,
     Worker,
 )
+from kew_plug.backends.memory import MemoryStore
 from tests.conftest import StoreFactory
 from tests.helpers import COUNTS, NOTES, bump, eventually, fast, note
 

@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from backends.breakers import LocalBreaker
-from backends.memory import MemoryStore
 from kew_plug import (
     BreakerState,
     ClaimBatch,
@@ -25,8 +23,10 @@ from kew_plug import (
     TaskState,
     Worker,
 )
+from kew_plug.backends.breakers import LocalBreaker
+from kew_plug.backends.memory import MemoryStore
 from kew_plug.interfaces import Store
-from serializers.pickling import CloudpickleSerializer
+from kew_plug.serializers.pickling import CloudpickleSerializer
 from tests.conftest import StoreFactory
 from tests.helpers import COUNTS, NOTES, bump, eventually, fast, note
 

@@ -12,9 +12,9 @@ from typing import Any
 import multiprocess
 import pytest
 
-from backends.memory import MemoryStore
-from backends.redis import RedisStore
 from kew_plug import Queue, TaskState, Worker
+from kew_plug.backends.memory import MemoryStore
+from kew_plug.backends.redis import RedisStore
 from kew_plug.models import ClaimBatch
 
 RAN: list[int] = []

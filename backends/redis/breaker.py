@@ -11,8 +11,8 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from backends.redis.errors import describe_target, translated
-from backends.redis.scripts import source
+from kew_plug.backends.redis.errors import describe_target, translated
+from kew_plug.backends.redis.scripts import source
 from kew_plug.errors import InvalidArgument
 from kew_plug.interfaces import Breaker, BreakerState
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, quote, unquote
 from redis import exceptions as rex
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from backends.redis.pipe import Pipe
+from kew_plug.backends.redis.pipe import Pipe
 from kew_plug.errors import InvalidArgument, StoreUnavailable
 
 SCHEME = "redis+cluster://"

@@ -24,7 +24,7 @@ from redis import exceptions as rex
 from redis.connection import parse_url
 
 if TYPE_CHECKING:
-    from backends.redis.cluster import ReplicaWait
+    from kew_plug.backends.redis.cluster import ReplicaWait
 
 
 def encode(args: tuple[Any, ...]) -> bytes:

@@ -8,4 +8,4 @@ from importlib import resources
 
 @functools.cache
 def source(name: str) -> str:
-    return resources.files("backends").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files("kew_plug.backends").joinpath("lua", f"{name}.lua").read_text("utf-8")

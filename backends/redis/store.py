@@ -12,8 +12,9 @@ from redis import exceptions as rex
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
-from backends.redis.cluster import SCHEME as CLUSTER_SCHEME
-from backends.redis.cluster import (
+from kew_plug import validate
+from kew_plug.backends.redis.cluster import SCHEME as CLUSTER_SCHEME
+from kew_plug.backends.redis.cluster import (
     ClusterRouter,
     ReplicationShortfall,
     ReplicaWait,
@@ -21,11 +22,10 @@ from backends.redis.cluster import (
     parse_cluster_url,
     router_for,
 )
-from backends.redis.errors import describe_target, translated
-from backends.redis.keys import DEFAULT_NAMESPACE, QueueKeys
-from backends.redis.pipe import Pipe, PipeScript, Sender
-from backends.redis.scripts import source
-from kew_plug import validate
+from kew_plug.backends.redis.errors import describe_target, translated
+from kew_plug.backends.redis.keys import DEFAULT_NAMESPACE, QueueKeys
+from kew_plug.backends.redis.pipe import Pipe, PipeScript, Sender
+from kew_plug.backends.redis.scripts import source
 from kew_plug.errors import InvalidArgument, QueueFull, StoreUnavailable
 from kew_plug.interfaces import Store
 from kew_plug.models import (
@@ -125,7 +125,7 @@ class RedisStore(Store):
         return k
 
     def breaker(self, queue: str, **options: Any) -> Any:
-        from backends.redis.breaker import RedisBreaker
+        from kew_plug.backends.redis.breaker import RedisBreaker
 
         return RedisBreaker(self.client, self.keys(queue).breaker("default"), **options)
 

@@ -13,9 +13,9 @@ import fakeredis
 import pytest
 import redis.asyncio
 
-from backends.breakers import LocalBreaker
-from backends.redis import RedisStore
-from backends.redis.breaker import RedisBreaker
+from kew_plug.backends.breakers import LocalBreaker
+from kew_plug.backends.redis import RedisStore
+from kew_plug.backends.redis.breaker import RedisBreaker
 from kew_plug.interfaces import Breaker, BreakerState
 
 MakeBreaker = Callable[..., Awaitable[Breaker]]

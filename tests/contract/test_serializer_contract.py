@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from kew_plug.errors import PayloadError, SerializationError
 from kew_plug.interfaces import Serializer
-from serializers import (
+from kew_plug.serializers import (
     CloudpickleSerializer,
     DillSerializer,
     PickleSerializer,

@@ -30,7 +30,7 @@ def kew_namespace() -> str:
 
 @pytest.fixture
 async def kew_memory_store() -> AsyncIterator[Store]:
-    from backends.memory import MemoryStore
+    from kew_plug.backends.memory import MemoryStore
 
     async with MemoryStore() as store:
         yield store
@@ -38,7 +38,7 @@ async def kew_memory_store() -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def kew_fakeredis_store(kew_namespace: str) -> AsyncIterator[Store]:
-    from backends.fake import FakeRedisStore
+    from kew_plug.backends.fake import FakeRedisStore
 
     async with FakeRedisStore(namespace=kew_namespace) as store:
         yield store
@@ -60,7 +60,7 @@ def kew_redis_url() -> Iterator[str]:
 
 @pytest.fixture
 async def kew_redis_store(kew_redis_url: str, kew_namespace: str) -> AsyncIterator[Store]:
-    from backends.redis import RedisStore
+    from kew_plug.backends.redis import RedisStore
 
     store = RedisStore.from_url(kew_redis_url, namespace=kew_namespace)
     try:
