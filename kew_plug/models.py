@@ -56,6 +56,8 @@ class Outcome:
     result: bytes | None = None
     error: str | None = None
     delay_ms: int = 0
+    #: The failed attempt's formatted traceback, bounded in size (RETRY and DEAD).
+    traceback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,8 @@ class TaskRecord:
     result: bytes | None = None
     error: str | None = None
     has_payload: bool = False
+    #: The last failed attempt's formatted traceback, if any.
+    traceback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
