@@ -80,10 +80,9 @@ def build_breaker(spec: ChildSpec, store: Store, queue: str) -> Breaker | None:
 
         return LocalBreaker(**spec.breaker_options)  # type: ignore[arg-type]
     if spec.breaker == "redis":
-        make = getattr(store, "breaker", None)
-        if make is None:
+        made = store.shared_breaker(queue, **spec.breaker_options)
+        if made is None:
             raise SystemExit(f"--breaker redis needs a Redis store, not {type(store).__name__}")
-        made: Breaker = make(queue, **spec.breaker_options)
         return made
     return make_breaker(spec.breaker, store, queue)
 
@@ -162,11 +161,10 @@ async def submit_share(spec: ChildSpec, queues: list[Queue], ledger: LedgerWrite
 
 async def wait_for_store(store: Store, within: float = 30.0) -> None:
     """A replacement may start while the server restarts: wait for it, within bounds."""
-    ping = getattr(store, "ping", None)
     deadline = time.monotonic() + within
-    while ping is not None:
+    while True:
         try:
-            await ping()
+            await store.ping()
             return
         except StoreUnavailable:
             if time.monotonic() > deadline:

@@ -149,13 +149,11 @@ async def _connect(spec: str, url: str | None, namespace: str) -> Store:
         store = build_store(spec, url, namespace)
     except KewError as e:
         raise ConfigError(str(e)) from e
-    ping = getattr(store, "ping", None)
-    if ping is not None:
-        try:
-            await ping()
-        except StoreUnavailable as e:
-            await store.aclose()
-            raise ConfigError(str(e)) from e
+    try:
+        await store.ping()
+    except StoreUnavailable as e:
+        await store.aclose()
+        raise ConfigError(str(e)) from e
     return store
 
 
@@ -427,16 +425,12 @@ async def _store_facts(
     return facts
 
 
-async def _keys_per_node(store: Any, namespace: str) -> dict[str, int]:
+async def _keys_per_node(store: Store, namespace: str) -> dict[str, int]:
     """How many of the run's keys each server holds (one entry unless on a cluster)."""
-    count = getattr(store, "count_keys_per_node", None)
-    if count is None:
-        return {}
     try:
-        found: dict[str, int] = await count(f"{namespace}:*")
+        return await store.keys_per_node()
     except StoreUnavailable:
         return {}
-    return found
 
 
 async def _keys_without_ttl(store: Any, namespace: str, queues: list[str]) -> int:

@@ -39,8 +39,12 @@ class Store(_AsyncClosing, ABC):
     every process sharing the store, and time (due times, lease deadlines) comes from the
     store's own clock. A missing id is never an exception: it is reported or returns None."""
 
-    #: True when separate OS processes pointed at the same store see the same tasks.
+    #: True when separate OS processes pointed at the same store see the same tasks. The
+    #: harness does not take this on trust: it proves sharing from cross-process pickups.
     shared: bool = True
+    #: True when calls cross a network, so a reply can be lost after the store acted (Queue
+    #: retries submits then) and unsigned payloads are writable by others (Queue warns).
+    networked: bool = False
 
     @abstractmethod
     async def enqueue(
@@ -116,6 +120,22 @@ class Store(_AsyncClosing, ABC):
     @abstractmethod
     async def purge(self, queue: str) -> int:
         """Delete every key or entry of this queue and nothing else; returns how many."""
+
+    # -- optional capabilities: declared here with defaults, overridden where they exist --
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable`, in one line, when the store cannot be reached or refuses
+        the caller. An in-process store is always reachable."""
+
+    def shared_breaker(self, name: str, **options: Any) -> Breaker | None:
+        """A breaker whose state lives in this store and is shared by every process using
+        it, or None when the store cannot hold one (the `"redis"` breaker name needs it)."""
+        return None
+
+    async def keys_per_node(self) -> dict[str, int]:
+        """How many keys of this store's namespace each server node holds (host:port), to
+        show how queues spread over a cluster; empty when the store has no servers."""
+        return {}
 
 
 class Serializer(ABC):

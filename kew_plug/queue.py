@@ -97,7 +97,7 @@ class Queue:
         if keys is not None:
             signed_cls = load_object("kew_plug.serializers.signed:Signed", "serializer", ["signed"])
             inner = signed_cls(inner, keys)
-        elif getattr(self.store, "networked", False):
+        elif self.store.networked:
             log.warning(
                 "queue %r: payloads are not signed; anyone who can write to the store can run "
                 "code in every worker. Pass secret=... or set %s.",

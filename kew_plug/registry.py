@@ -84,13 +84,12 @@ def make_breaker(
     if spec == "none":
         return None
     if spec == "redis":
-        factory = getattr(store, "breaker", None)
-        if factory is None:
+        shared = store.shared_breaker(queue, **options)
+        if shared is None:
             raise UnknownBackend(
                 "breaker", spec, BREAKERS, f"{type(store).__name__} cannot share breaker state"
             )
-        made: Breaker = factory(queue, **options)
-        return made
+        return shared
     if ":" not in spec and spec not in BREAKERS:
         raise UnknownBackend("breaker", spec, [*BREAKERS, "none", "module:factory"])
     if spec == "local":

@@ -152,9 +152,7 @@ class Worker:
         # Draining must notice at once when the queue went idle; behind a breaker, a probe
         # that finished ends the half-open pause.
         self._eager_wake = until_idle or self.queue.breaker is not None
-        ping = getattr(self.queue.store, "ping", None)
-        if ping is not None:
-            await ping()  # an unreachable or refusing store fails now, in one line
+        await self.queue.store.ping()  # an unreachable or refusing store fails now, in one line
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="kew-task")
         background = [
             asyncio.create_task(self._settler(), name="kew-settler"),

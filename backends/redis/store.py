@@ -27,7 +27,7 @@ from kew_plug.backends.redis.keys import DEFAULT_NAMESPACE, QueueKeys
 from kew_plug.backends.redis.pipe import Pipe, PipeScript, Sender
 from kew_plug.backends.redis.scripts import source
 from kew_plug.errors import InvalidArgument, QueueFull, StoreUnavailable
-from kew_plug.interfaces import Store
+from kew_plug.interfaces import Breaker, Store
 from kew_plug.models import (
     Claim,
     ClaimBatch,
@@ -124,10 +124,10 @@ class RedisStore(Store):
             k = self._keys[queue] = QueueKeys(self.namespace, queue)
         return k
 
-    def breaker(self, queue: str, **options: Any) -> Any:
+    def shared_breaker(self, name: str, **options: Any) -> Breaker:
         from kew_plug.backends.redis.breaker import RedisBreaker
 
-        return RedisBreaker(self.client, self.keys(queue).breaker("default"), **options)
+        return RedisBreaker(self.client, self.keys(name).breaker("default"), **options)
 
     async def ping(self) -> None:
         """Fail now, in one line, if the server cannot be reached or refuses us."""
@@ -282,6 +282,9 @@ class RedisStore(Store):
         prefix = f"{self.namespace}:{{"
         found = await self.scan(f"{self.namespace}:{{*}}:seq")
         return sorted(_text(k)[len(prefix) : -len("}:seq")] for k in found)
+
+    async def keys_per_node(self) -> dict[str, int]:
+        return await self.count_keys_per_node(f"{self.namespace}:*")
 
     async def count_keys_per_node(self, pattern: str) -> dict[str, int]:
         """Keys matching `pattern` on each primary (host:port), to show how queues spread
