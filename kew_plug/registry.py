@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kew_plug.errors import UnknownBackend
+from kew_plug.extras import missing_extra
 from kew_plug.interfaces import Breaker, Serializer, Store
 
 T = TypeVar("T")
@@ -36,7 +37,8 @@ def load_object(path: str, kind: str, known: list[str]) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise UnknownBackend(kind, path, known, f"cannot import {module_name!r}: {e}") from e
+        hint = missing_extra(e) or f"cannot import {module_name!r}: {e}"
+        raise UnknownBackend(kind, path, known, hint) from e
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -47,7 +49,13 @@ def _build(spec: str, table: dict[str, str], kind: str, base: type[T]) -> T:
     known = [*table, "package.module:factory"]
     target = table.get(spec, spec)
     obj = load_object(target, kind, known)
-    made = obj() if callable(obj) and not isinstance(obj, base) else obj
+    try:
+        made = obj() if callable(obj) and not isinstance(obj, base) else obj
+    except ImportError as e:  # a part that imports its library when first made (dill)
+        hint = missing_extra(e)
+        if hint is None:
+            raise
+        raise UnknownBackend(kind, spec, known, hint) from e
     if not isinstance(made, base):
         raise UnknownBackend(kind, spec, known, f"it produced {type(made).__name__}, not a {kind}")
     return made

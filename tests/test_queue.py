@@ -525,3 +525,11 @@ async def test_queue_is_an_async_context_manager() -> None:
         await q.store.enqueue(q.name, [NewTask("raw", b"x")])
         assert await q.status("raw") is TaskState.QUEUED
         assert await q.status("other") is None
+
+
+def test_a_missing_optional_dependency_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dill", None)  # import dill now raises ImportError
+    with pytest.raises(UnknownBackend, match=r"pip install 'kew-plug\[dill\]'"):
+        Queue("memory", "dill")

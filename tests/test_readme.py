@@ -37,3 +37,28 @@ def test_thousand_task_example_passes_its_checks() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ALL CHECKS PASS" in out.stdout
     assert "correct results: 980 of 980" in out.stdout
+
+
+def test_quick_start_installs_what_the_harness_imports() -> None:
+    import tomllib
+
+    quick = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    first = next(line for line in quick.splitlines() if "python -m harness" in line)
+    extras = re.search(r'pip install -e "\.\[([a-z,]+)\]"', first)
+    assert extras is not None, first
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    optional = project["optional-dependencies"]
+
+    def closure(names: list[str]) -> set[str]:
+        found: set[str] = set()
+        for name in names:
+            for dep in optional[name]:
+                inner = re.fullmatch(r"kew-plug\[([a-z,]+)\]", dep)
+                found |= closure(inner.group(1).split(",")) if inner else {dep}
+        return found
+
+    installed = (
+        " ".join(project["dependencies"]) + " " + " ".join(closure(extras.group(1).split(",")))
+    )
+    for needed in ("multiprocess", "rich", "fakeredis[lua]", "cloudpickle", "redis"):
+        assert needed in installed, f"the Quick start does not install {needed}"
