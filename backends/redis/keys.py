@@ -82,7 +82,7 @@ class QueueKeys:
         return f"{self.base}:wake"
 
     @property
-    def seq(self) -> str:  # counter: submission order and fencing tokens
+    def seq(self) -> str:  # counter: submission order and fencing tokens; expires when idle
         return f"{self.base}:seq"
 
     @property
@@ -102,8 +102,9 @@ class QueueKeys:
 
     @property
     def live_structures(self) -> tuple[str, ...]:
-        """Queue-level keys that live as long as the queue and so carry no TTL."""
-        return (self.ready, self.due, self.running, self.dead, self.wake, self.seq)
+        """The only keys without a TTL: sets of live (or dead, until dead_ttl) task ids. Redis
+        deletes a set when its last id leaves; the seq counter and the wake list expire."""
+        return (self.ready, self.due, self.running, self.dead)
 
 
 def namespace_pattern(namespace: str) -> str:
