@@ -2,6 +2,7 @@
 
 from kew_plug.context import TaskContext, current_task
 from kew_plug.errors import (
+    Closed,
     InvalidArgument,
     KewError,
     PayloadError,
@@ -37,6 +38,7 @@ __all__ = [
     "BreakerState",
     "Claim",
     "ClaimBatch",
+    "Closed",
     "EnqueueReport",
     "InvalidArgument",
     "KewError",

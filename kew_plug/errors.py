@@ -74,6 +74,13 @@ class StoreUnavailable(KewError, ConnectionError):
     """The store's server cannot be reached or refused us; the message names host and cause."""
 
 
+class Closed(KewError, RuntimeError):
+    """A call on a Queue or Store after its `aclose()`: it does not quietly reconnect."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is closed; make a new one to go on")
+
+
 class TaskFailed(KewError):
     """Raised by `Queue.result` for a task that ended dead; carries the last error text."""
 

@@ -26,7 +26,7 @@ from kew_plug.backends.redis.errors import describe_target, translated
 from kew_plug.backends.redis.keys import DEFAULT_NAMESPACE, FIELD, QueueKeys, payload_chunks
 from kew_plug.backends.redis.pipe import Pipe, PipeScript, Sender
 from kew_plug.backends.redis.scripts import KIND_CODE, source
-from kew_plug.errors import InvalidArgument, QueueFull, StoreUnavailable
+from kew_plug.errors import Closed, InvalidArgument, QueueFull, StoreUnavailable
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.models import (
     Claim,
@@ -77,6 +77,7 @@ class RedisStore(Store):
         self.seq_ttl_ms = self.backstop_ms + max(self.result_ttl_ms, self.dead_ttl_ms)
         self.target = describe_target(client)
         self._owns_client = owns_client
+        self.closed = False
         self._keys: dict[str, QueueKeys] = {}
         self._pipe = pipe
         if router is None and isinstance(client, RedisCluster):
@@ -135,6 +136,7 @@ class RedisStore(Store):
     async def _again(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run an idempotent operation, once more on a connection error: after a server
         restart or a CLIENT KILL the pool hands out dead connections once each."""
+        self._check_open()
         with translated(self.target):
             try:
                 return await op()
@@ -144,6 +146,7 @@ class RedisStore(Store):
     async def _run(self, name: str, keys: list[str], args: list[Any], again: bool = False) -> Any:
         """One script call. Only idempotent scripts (`again=True`) are retried: a claim or
         an enqueue whose reply was lost must not run twice."""
+        self._check_open()
         script = self._scripts[name]
         if again:
             return await self._again(lambda: script(keys=keys, args=args))
@@ -346,7 +349,13 @@ class RedisStore(Store):
             await self._again(lambda chunk=chunk: self.client.delete(*chunk))  # type: ignore[misc]
         return len(keys)
 
+    def _check_open(self) -> None:
+        if self.closed:  # a closed client would quietly reconnect; refuse instead
+            raise Closed(f"Redis store at {self.target}")
+
     async def aclose(self) -> None:
+        """Close every connection; every later call raises `Closed`. Idempotent."""
+        self.closed = True
         if self._pipe is not None:
             await self._pipe.aclose()
         if self._router is not None:
