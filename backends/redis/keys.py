@@ -105,7 +105,3 @@ class QueueKeys:
         """The only keys without a TTL: sets of live (or dead, until dead_ttl) task ids. Redis
         deletes a set when its last id leaves; the seq counter and the wake list expire."""
         return (self.ready, self.due, self.running, self.dead)
-
-
-def namespace_pattern(namespace: str) -> str:
-    return f"{namespace}:*"

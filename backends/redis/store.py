@@ -16,8 +16,6 @@ from kew_plug import validate
 from kew_plug.backends.redis.cluster import SCHEME as CLUSTER_SCHEME
 from kew_plug.backends.redis.cluster import (
     ClusterRouter,
-    ReplicationShortfall,
-    ReplicaWait,
     cluster_client,
     parse_cluster_url,
     router_for,
@@ -25,6 +23,7 @@ from kew_plug.backends.redis.cluster import (
 from kew_plug.backends.redis.errors import describe_target, translated
 from kew_plug.backends.redis.keys import DEFAULT_NAMESPACE, FIELD, QueueKeys, payload_chunks
 from kew_plug.backends.redis.pipe import Pipe, PipeScript, Sender
+from kew_plug.backends.redis.replication import ReplicationShortfall, ReplicaWait
 from kew_plug.backends.redis.scripts import KIND_CODE, source
 from kew_plug.errors import Closed, InvalidArgument, QueueFull, StoreUnavailable
 from kew_plug.interfaces import Breaker, Store
