@@ -20,6 +20,8 @@ for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
 end
 local lease = tonumber(ARGV[2])
+-- Most payloads fit in four chunks: those are fetched with the state, in one call.
+local P1, P2, P3, P4 = F_CHUNK .. 1, F_CHUNK .. 2, F_CHUNK .. 3, F_CHUNK .. 4
 local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[1]))
 local out = {-1, 0, 0}
 local count = math.floor(#popped / 2)
@@ -31,9 +33,8 @@ end
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = prefix .. id
-  -- Most payloads fit in four chunks: fetch those with the state, in one call.
   local f = redis.call('HMGET', key, F_CHUNKS, F_ATTEMPTS, F_MAX_ATTEMPTS, F_STATE,
-    F_CHUNK .. 1, F_CHUNK .. 2, F_CHUNK .. 3, F_CHUNK .. 4)
+    P1, P2, P3, P4)
   if f[1] and f[4] == S_QUEUED then
     token = token + 1
     local attempt = tonumber(f[2]) + 1
@@ -44,7 +45,12 @@ for i = 1, #popped, 2 do
     out[#out + 1] = token
     out[#out + 1] = attempt
     out[#out + 1] = f[3]
-    out[#out + 1] = read_payload(key, tonumber(f[1]), {f[5], f[6], f[7], f[8]})
+    local n = tonumber(f[1])
+    if n <= 4 then
+      out[#out + 1] = table.concat({f[5], f[6], f[7], f[8]}, '', 1, n)
+    else
+      out[#out + 1] = read_payload(key, n, {f[5], f[6], f[7], f[8]})
+    end
   else
     out[2] = out[2] + 1
   end

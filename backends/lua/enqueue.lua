@@ -76,7 +76,7 @@ for _, i in ipairs(fresh) do
     ready[#ready + 1] = item.id
   end
 end
-keep_seq(KEYS[4], tonumber(ARGV[3]) + longest)
+keep_seq(KEYS[4], tonumber(ARGV[3]) + 2 * longest)
 -- ZADD takes score, member pairs: batches of BATCH values keep the pairs whole.
 call_batched('ZADD', KEYS[1], ready)
 call_batched('ZADD', KEYS[2], due)

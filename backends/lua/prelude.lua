@@ -61,7 +61,9 @@ local function delete_payload(key, n, extra)
 end
 
 -- The sequence counter gives submission order and fencing tokens, so it must outlive every
--- task hash of its queue: its TTL is raised to `ttl` ms, never lowered.
+-- task hash of its queue. `ttl` is twice the longest life of a task hash; the TTL is
+-- raised to it only once less than half is left (one PTTL per call, a PEXPIRE rarely), and
+-- never lowered (a long defer may have raised it further).
 local function keep_seq(key, ttl)
-  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  if redis.call('PTTL', key) < ttl / 2 then redis.call('PEXPIRE', key, ttl) end
 end

@@ -73,7 +73,7 @@ class RedisStore(Store):
         # A payload outlives its longest defer by this much even if nothing ever settles it.
         self.backstop_ms = int(backstop_ttl * 1000)
         # The seq counter outlives every task hash it numbered (see keep_seq in prelude.lua).
-        self.seq_ttl_ms = self.backstop_ms + max(self.result_ttl_ms, self.dead_ttl_ms)
+        self.seq_ttl_ms = 2 * (self.backstop_ms + max(self.result_ttl_ms, self.dead_ttl_ms))
         self.target = describe_target(client)
         self._owns_client = owns_client
         self.closed = False
