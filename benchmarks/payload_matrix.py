@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -83,7 +84,13 @@ async def main(repeats: int, tasks: int) -> str:
             "redis": lambda: RedisStore.from_url(server.url, namespace="matrix"),
             "redis-cluster": lambda: RedisStore.from_url(cluster.url, namespace="matrix"),
         }
+        admin = aioredis.Redis.from_url(server.url)
+        version = (await admin.info("server"))["redis_version"]
+        await admin.aclose()
         lines = [
+            f"Run {time.strftime('%Y-%m-%d %H:%M')} on {platform.platform()}, "
+            f"{os.cpu_count()} CPUs, redis-server {version}",
+            "",
             f"Payload and result of each size: ok, and median ms of enqueue + claim + settle "
             f"(one task, {repeats} rounds)",
             "",
