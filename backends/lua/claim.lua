@@ -46,7 +46,9 @@ for i = 1, #popped, 2 do
     out[#out + 1] = attempt
     out[#out + 1] = f[3]
     local n = tonumber(f[1])
-    if n <= 4 then
+    if n == 1 then
+      out[#out + 1] = f[5]  -- a payload over 6 KiB is one field: no copy to join
+    elseif n <= 4 then
       out[#out + 1] = table.concat({f[5], f[6], f[7], f[8]}, '', 1, n)
     else
       out[#out + 1] = read_payload(key, n, {f[5], f[6], f[7], f[8]})
