@@ -1,4 +1,4 @@
--- prelude: helpers every task script shares, so the state machine's arithmetic is written
+-- prelude: helpers every script shares (the breaker too), so the state machine's arithmetic is
 -- once. scripts.py puts the constants first (PRIORITY_MAX, SEQ_SPAN, WAKE_MAX, WAKE_TTL_MS,
 -- BATCH, the F_* field names and STATE_AFTER, all from Python), then this file, then the
 -- script's own body.

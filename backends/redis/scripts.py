@@ -16,8 +16,6 @@ from kew_plug.ordering import PRIORITY_MAX, SEQ_SPAN
 KIND_CODE = {OutcomeKind.COMPLETE: "c", OutcomeKind.RETRY: "r", OutcomeKind.DEAD: "d"}
 # Values per unpack in one redis.call; Lua 5.1's limit is about 8000.
 BATCH = 1000
-# Scripts that run without the prelude (the breaker keeps its own small state machine).
-STANDALONE = frozenset({"breaker"})
 
 
 def _file(name: str) -> str:
@@ -42,6 +40,4 @@ def constants() -> str:
 
 @functools.cache
 def source(name: str) -> str:
-    if name in STANDALONE:
-        return _file(name)
     return constants() + _file("prelude") + "\n" + _file(name)
