@@ -1,7 +1,7 @@
--- prelude: helpers every script shares (the breaker too), so the state machine's arithmetic is
--- once. scripts.py puts the constants first (PRIORITY_MAX, SEQ_SPAN, WAKE_MAX, WAKE_TTL_MS,
--- BATCH, the F_* field names and STATE_AFTER, all from Python), then this file, then the
--- script's own body.
+-- prelude: helpers every script shares (the breaker too), so the state machine's
+-- arithmetic is written once. scripts.py puts the constants first (PRIORITY_MAX, SEQ_SPAN,
+-- WAKE_MAX, WAKE_TTL_MS, BATCH, the F_* field names, the S_* states and STATE_AFTER, all
+-- from Python), then this file, then the script's own body.
 
 -- Milliseconds on the server's clock, never the caller's. Integers only: fakeredis runs
 -- Lua 5.4, where `/` yields a float, so the division goes through math.floor.

@@ -1,4 +1,4 @@
-"""Builds each task script from three parts, once per process: constants generated from
+"""Builds each Lua script from three parts, once per process: constants generated from
 the Python definitions (ordering, hash fields, outcome states), the shared helpers in
 `lua/prelude.lua`, and the script's own `.lua` body. Changing the ordering or a field name
 is one edit in Python; no script repeats a constant."""
