@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import fakeredis
-
 __all__ = ["EmbeddedServer", "RedisServer", "free_port", "redis_server_binary"]
 
 
@@ -41,6 +39,8 @@ class EmbeddedServer:
 
     def start(self) -> EmbeddedServer:
         if self._server is None:
+            import fakeredis  # only here: RedisServer users need no fakeredis
+
             self._server = fakeredis.TcpFakeServer((self.host, self.port), server_type="redis")
             self._server.daemon_threads = True
             self._server.block_on_close = False
