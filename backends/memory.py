@@ -7,11 +7,12 @@ import asyncio
 import heapq
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from kew_plug.errors import QueueFull
 from kew_plug.interfaces import Store
 from kew_plug.models import (
+    STATE_AFTER,
     Claim,
     ClaimBatch,
     EnqueueReport,
@@ -22,14 +23,9 @@ from kew_plug.models import (
     RecoverReport,
     TaskRecord,
     TaskState,
+    clip_traceback,
 )
 from kew_plug.ordering import ready_score
-
-_AFTER = {
-    OutcomeKind.COMPLETE: TaskState.COMPLETED,
-    OutcomeKind.RETRY: TaskState.RETRYING,
-    OutcomeKind.DEAD: TaskState.DEAD,
-}
 
 
 @dataclass(slots=True)
@@ -45,6 +41,7 @@ class _Task:
     token: int = 0
     result: bytes | None = None
     error: str | None = None
+    traceback: str | None = None
     dead_payload: bytes | None = None
     expires_ms: int | None = None
 
@@ -201,22 +198,26 @@ class MemoryStore(Store):
                 # The same settlement again (its reply was lost): applied, nothing changes.
                 done = self._live(q, o.id, now)
                 again = done is not None and done.token == o.token
-                applied.append(again and done is not None and done.state is _AFTER[o.kind])
+                applied.append(again and done is not None and done.state is STATE_AFTER[o.kind])
                 continue
             applied.append(True)
             del q.running[o.id]
             if o.kind is OutcomeKind.COMPLETE:
                 t.state, t.payload, t.result, t.error = TaskState.COMPLETED, None, o.result, None
+                t.traceback = None
                 t.expires_ms = now + self.result_ttl_ms
             elif o.kind is OutcomeKind.RETRY:
                 t.state, t.error = TaskState.RETRYING, o.error
+                t.traceback = clip_traceback(o.traceback)
                 q.due[o.id] = now + max(0, o.delay_ms)
             else:
-                self._kill(q, t, o.error, now)
+                self._kill(q, t, o.error, now, clip_traceback(o.traceback))
         return applied
 
-    def _kill(self, q: _Queue, t: _Task, error: str | None, now: int) -> None:
-        t.state, t.error = TaskState.DEAD, error
+    def _kill(
+        self, q: _Queue, t: _Task, error: str | None, now: int, trace: str | None = None
+    ) -> None:
+        t.state, t.error, t.traceback = TaskState.DEAD, error, trace
         t.dead_payload, t.payload = t.payload, None
         t.expires_ms = now + self.dead_ttl_ms
         q.dead[t.id] = now
@@ -268,6 +269,7 @@ class MemoryStore(Store):
             result=t.result,
             error=t.error,
             has_payload=t.payload is not None,
+            traceback=t.traceback,
         )
 
     async def stats(self, queue: str) -> QueueStats:
@@ -303,7 +305,7 @@ class MemoryStore(Store):
             if t is not None and ok:
                 del q.dead[task_id]
                 t.payload, t.dead_payload, t.expires_ms = t.dead_payload, None, None
-                t.attempts, t.error = 0, None
+                t.attempts, t.error, t.traceback = 0, None, None
                 self._push_ready(q, t)
         return done
 
@@ -315,11 +317,6 @@ class MemoryStore(Store):
     async def purge(self, queue: str) -> int:
         q = self._queues.pop(queue, None)
         return 0 if q is None else len(q.tasks)
-
-    def snapshot(self, queue: str, task_id: str) -> _Task | None:
-        """A copy of the raw entry, for tests that inspect internals."""
-        t = self._q(queue).tasks.get(task_id)
-        return None if t is None else replace(t)
 
 
 _WAITING = frozenset({TaskState.QUEUED, TaskState.DEFERRED, TaskState.RETRYING})

@@ -10,7 +10,7 @@ from typing import Any
 
 import multiprocess
 
-from kew_plug.backends.fake import EmbeddedServer, free_port
+from harness.servers import EmbeddedServer, free_port
 
 
 def _serve(host: str, port: int, ready: Any) -> None:

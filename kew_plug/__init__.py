@@ -1,13 +1,24 @@
-"""kew-plug: a task queue composed from a Store, a Serializer and a Breaker."""
+"""kew-plug: a task queue composed from a Store, a Serializer and a Breaker.
+
+The built-in parts (`RedisStore`, `MemoryStore`, `FakeRedisStore`, `LocalBreaker`,
+`RedisBreaker`, `Signed` and the serializers) import from here too, but lazily: importing
+`kew_plug` loads no backend, serializer or their dependencies until one is named."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from kew_plug.context import TaskContext, current_task
 from kew_plug.errors import (
+    Closed,
     InvalidArgument,
     KewError,
     PayloadError,
     PayloadTooLarge,
     QueueFull,
     SerializationError,
+    StoreError,
     StoreUnavailable,
     TaskExists,
     TaskFailed,
@@ -32,27 +43,78 @@ from kew_plug.queue import Queue, TaskHandle, TaskSpec
 from kew_plug.retry import RetryPolicy
 from kew_plug.worker import Worker, WorkerStats
 
+if TYPE_CHECKING:
+    from kew_plug.backends.breakers import LocalBreaker
+    from kew_plug.backends.fake import FakeRedisStore
+    from kew_plug.backends.memory import MemoryStore
+    from kew_plug.backends.redis.breaker import RedisBreaker
+    from kew_plug.backends.redis.store import RedisStore
+    from kew_plug.serializers.pickling import (
+        CloudpickleSerializer,
+        DillSerializer,
+        PickleSerializer,
+    )
+    from kew_plug.serializers.signed import Signed
+
+# Name -> module of each built-in part, imported on first access (PEP 562).
+_PARTS = {
+    "MemoryStore": "kew_plug.backends.memory",
+    "FakeRedisStore": "kew_plug.backends.fake",
+    "RedisStore": "kew_plug.backends.redis.store",
+    "LocalBreaker": "kew_plug.backends.breakers",
+    "RedisBreaker": "kew_plug.backends.redis.breaker",
+    "CloudpickleSerializer": "kew_plug.serializers.pickling",
+    "DillSerializer": "kew_plug.serializers.pickling",
+    "PickleSerializer": "kew_plug.serializers.pickling",
+    "Signed": "kew_plug.serializers.signed",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PARTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kew_plug' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PARTS])
+
+
 __all__ = [
     "Breaker",
     "BreakerState",
     "Claim",
     "ClaimBatch",
+    "Closed",
+    "CloudpickleSerializer",
+    "DillSerializer",
     "EnqueueReport",
+    "FakeRedisStore",
     "InvalidArgument",
     "KewError",
+    "LocalBreaker",
+    "MemoryStore",
     "NewTask",
     "Outcome",
     "OutcomeKind",
     "PayloadError",
     "PayloadTooLarge",
+    "PickleSerializer",
     "Queue",
     "QueueFull",
     "QueueStats",
     "RecoverReport",
+    "RedisBreaker",
+    "RedisStore",
     "RetryPolicy",
     "SerializationError",
     "Serializer",
+    "Signed",
     "Store",
+    "StoreError",
     "StoreUnavailable",
     "TaskContext",
     "TaskEvent",

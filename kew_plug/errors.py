@@ -70,8 +70,22 @@ class UnknownBackend(KewError, LookupError):
         self.name = name
 
 
-class StoreUnavailable(KewError, ConnectionError):
-    """The store's server cannot be reached or refused us; the message names host and cause."""
+class StoreError(KewError):
+    """A store call failed; the message is one line naming the server and the cause. Its
+    subclass `StoreUnavailable` means the server cannot serve now (retrying may help); a
+    plain `StoreError` means it refused this call (a script error, a key of the wrong type)."""
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """The store's server cannot be reached, refused us, or cannot take writes now (out of
+    memory, read-only, loading); the message names host and cause."""
+
+
+class Closed(KewError, RuntimeError):
+    """A call on a Queue or Store after its `aclose()`: it does not quietly reconnect."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is closed; make a new one to go on")
 
 
 class TaskFailed(KewError):

@@ -15,13 +15,31 @@ class TaskState(StrEnum):
     DEAD = "dead"  # terminal: attempts exhausted or unreadable; kept for dead_ttl, requeueable
 
 
-TERMINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.DEAD})
-
-
 class OutcomeKind(StrEnum):
     COMPLETE = "complete"
     RETRY = "retry"
     DEAD = "dead"
+
+
+#: The state a running task moves to when settled with each outcome (every store; the Lua
+#: prelude is generated from it).
+STATE_AFTER = {
+    OutcomeKind.COMPLETE: TaskState.COMPLETED,
+    OutcomeKind.RETRY: TaskState.RETRYING,
+    OutcomeKind.DEAD: TaskState.DEAD,
+}
+#: Stores keep at most this many bytes of a traceback: its end, where the error is.
+TRACEBACK_LIMIT = 8192
+
+
+def clip_traceback(text: str | None) -> str | None:
+    """The last TRACEBACK_LIMIT bytes of `text` (UTF-8), or None for none or empty."""
+    if not text:
+        return None
+    data = text.encode("utf-8", "replace")
+    if len(data) <= TRACEBACK_LIMIT:
+        return text
+    return data[-TRACEBACK_LIMIT:].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from kew_plug import validate
 from kew_plug.errors import (
+    Closed,
     InvalidArgument,
     PayloadTooLarge,
     SerializationError,
@@ -115,6 +116,13 @@ class Queue:
         self.max_size = max_size
         self.max_payload_bytes = max_payload_bytes
         self.submit_retries = validate.retries(submit_retries)
+        self.closed = False
+
+    def _open(self) -> Store:
+        """The store, or `Closed` once this queue was closed."""
+        if self.closed:
+            raise Closed(f"queue {self.name!r}")
+        return self.store
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -179,6 +187,7 @@ class Queue:
         """Store many tasks in one store call. Every spec is validated and serialized first,
         so a bad one refuses the batch before anything is stored. Duplicate ids come back
         with `accepted=False`."""
+        self._open()
         items = [self._encode(s) for s in specs]
         if not items:
             return []
@@ -200,7 +209,7 @@ class Queue:
         ids, and the store recognises its own earlier write by the identical payload."""
         for attempt in range(self.submit_retries + 1):
             try:
-                return await self.store.enqueue(self.name, items, self.max_size), attempt > 0
+                return await self._open().enqueue(self.name, items, self.max_size), attempt > 0
             except StoreUnavailable:
                 if attempt == self.submit_retries:
                     raise
@@ -210,10 +219,10 @@ class Queue:
     # -- reading back ---------------------------------------------------------------------
 
     async def info(self, task_id: str) -> TaskRecord | None:
-        return await self.store.get(self.name, task_id)
+        return await self._open().get(self.name, task_id)
 
     async def status(self, task_id: str) -> TaskState | None:
-        record = await self.store.get(self.name, task_id)
+        record = await self._open().get(self.name, task_id)
         return None if record is None else record.state
 
     async def result(self, task_id: str, timeout: float | None = None) -> Any:
@@ -222,7 +231,7 @@ class Queue:
         async with asyncio.timeout(timeout):
             pause = 0.002
             while True:
-                record = await self.store.get(self.name, task_id)
+                record = await self._open().get(self.name, task_id)
                 if record is None:
                     raise LookupError(f"no task {task_id!r} in queue {self.name!r}")
                 if record.state is TaskState.COMPLETED:
@@ -233,15 +242,16 @@ class Queue:
                 pause = min(pause * 2, 0.1)
 
     async def dead(self, limit: int = 100) -> list[TaskRecord]:
-        records = [
-            await self.store.get(self.name, i) for i in await self.store.dead_ids(self.name, limit)
-        ]
+        store = self._open()
+        records = [await store.get(self.name, i) for i in await store.dead_ids(self.name, limit)]
         return [r for r in records if r is not None]
 
     async def requeue(self, task_ids: Sequence[str]) -> list[bool]:
-        return await self.store.requeue(self.name, task_ids)
+        return await self._open().requeue(self.name, task_ids)
 
     async def aclose(self) -> None:
+        """Close the breaker and the store; every later call raises `Closed`. Idempotent."""
+        self.closed = True
         if self.breaker is not None:
             await self.breaker.aclose()
         await self.store.aclose()

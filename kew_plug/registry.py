@@ -18,6 +18,13 @@ STORES: dict[str, str] = {
     "fakeredis": "kew_plug.backends.fake:FakeRedisStore",
 }
 URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
+# How each store URL form is spelled in error messages, so a typo shows every choice.
+URL_FORMS = (
+    "redis://host:port/db",
+    "rediss://host:port/db",
+    "unix:///path/to/socket",
+    "redis+cluster://host:port[,host:port]",
+)
 SERIALIZERS: dict[str, str] = {
     "cloudpickle": "kew_plug.serializers.pickling:CloudpickleSerializer",
     "dill": "kew_plug.serializers.pickling:DillSerializer",
@@ -45,8 +52,10 @@ def load_object(path: str, kind: str, known: list[str]) -> Any:
         raise UnknownBackend(kind, path, known, f"{module_name!r} has no {attr!r}") from None
 
 
-def _build(spec: str, table: dict[str, str], kind: str, base: type[T]) -> T:
-    known = [*table, "package.module:factory"]
+def _build(
+    spec: str, table: dict[str, str], kind: str, base: type[T], names: list[str] | None = None
+) -> T:
+    known = [*(table if names is None else names), "package.module:factory"]
     target = table.get(spec, spec)
     obj = load_object(target, kind, known)
     try:
@@ -70,8 +79,8 @@ def make_store(spec: Store | str) -> Store:
         ).from_url
         return from_url("redis://127.0.0.1:6379/0" if spec == "redis" else spec)
     if ":" not in spec and spec not in STORES:
-        raise UnknownBackend("store", spec, [*STORES, "redis://host:port/db", "module:factory"])
-    return _build(spec, STORES, "store", Store)  # type: ignore[type-abstract]
+        raise UnknownBackend("store", spec, [*STORES, *URL_FORMS, "module:factory"])
+    return _build(spec, STORES, "store", Store, [*STORES, *URL_FORMS])  # type: ignore[type-abstract]
 
 
 def make_serializer(spec: Serializer | str) -> Serializer:

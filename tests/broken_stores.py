@@ -6,7 +6,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kew_plug.backends.redis import RedisStore
-from kew_plug.models import Claim, ClaimBatch, EnqueueReport, NewTask, Outcome, OutcomeKind
+from kew_plug.backends.redis.keys import FIELD
+from kew_plug.models import (
+    Claim,
+    ClaimBatch,
+    EnqueueReport,
+    NewTask,
+    Outcome,
+    OutcomeKind,
+    TaskState,
+)
 
 
 class DoubleClaimStore(RedisStore):
@@ -17,7 +26,7 @@ class DoubleClaimStore(RedisStore):
         k = self.keys(queue)
         for c in batch.claims:
             if c.attempt == 1 and int(c.id.rsplit("-", 1)[1]) % 5 == 0:
-                await self.client.hset(k.task(c.id), "st", "queued")
+                await self.client.hset(k.task(c.id), FIELD.state, TaskState.QUEUED)
                 await self.client.zadd(k.ready, {c.id: 0})
         return batch
 
@@ -28,7 +37,8 @@ class LeakyStore(RedisStore):
     async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = await super().settle(queue, outcomes)
         for o in outcomes:
-            await self.client.hset(self.keys(queue).task(o.id), mapping={"pn": 1, "p1": b"x"})
+            payload = {FIELD.chunks: 1, f"{FIELD.chunk}1": b"x"}
+            await self.client.hset(self.keys(queue).task(o.id), mapping=payload)
         return applied
 
 

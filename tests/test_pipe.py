@@ -15,8 +15,8 @@ from redis import exceptions as rex
 
 from harness.servers import RedisServer, redis_server_binary
 from kew_plug import StoreUnavailable
-from kew_plug.backends.redis.cluster import ReplicaWait
 from kew_plug.backends.redis.pipe import Pipe, PipeScript
+from kew_plug.backends.redis.replication import ReplicaWait
 from tests.helpers import eventually
 
 

@@ -141,7 +141,11 @@ def test_composition_by_module_factory_strings() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "kind", "known"),
     [
-        ({"store": "mongo"}, "store", ["memory", "fakeredis"]),
+        (
+            {"store": "mongo"},
+            "store",
+            ["memory", "fakeredis", "redis://", "rediss://", "unix://", "redis+cluster://"],
+        ),
         ({"serializer": "json"}, "serializer", ["cloudpickle", "dill", "pickle"]),
         ({"breaker": "global"}, "breaker", ["local", "redis"]),
     ],

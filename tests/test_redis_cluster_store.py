@@ -19,6 +19,7 @@ from harness.servers import free_port
 from kew_plug import InvalidArgument, Queue, StoreUnavailable, Worker
 from kew_plug.backends.redis import RedisStore
 from kew_plug.backends.redis.cluster import _node_url, cluster_client, parse_cluster_url
+from kew_plug.backends.redis.keys import FIELD
 from kew_plug.models import NewTask, TaskState
 from kew_plug.queue import TaskHandle
 
@@ -139,8 +140,9 @@ async def test_replicas_one_acknowledges_after_a_replica_holds_the_write(
         assert report.accepted == ["a"]
         (claim,) = (await store.claim("durable", "w", 5, 10_000)).claims
         assert await wait_calls(store) >= before + 2  # enqueue and claim each waited
-        replica = own_replica_of_key(cluster_url, store.keys("durable").task("a"))
-        assert replica.hget(store.keys("durable").task("a"), "tk") == str(claim.token).encode()
+        key = store.keys("durable").task("a")
+        replica = own_replica_of_key(cluster_url, key)
+        assert replica.hget(key, FIELD.token) == str(claim.token).encode()
     finally:
         await store.purge_namespace()
         await store.aclose()

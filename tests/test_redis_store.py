@@ -77,11 +77,12 @@ async def test_no_key_lacks_a_ttl_after_a_full_run() -> None:
     await queue.submit(pow, (2, 3), delay=0.05)
     await Worker(queue, retry=RetryPolicy(base=0.01)).drain()
     await queue.breaker.record_failure()  # type: ignore[union-attr]  # writes the breaker key
-    live = set(store.keys("ttlq").live_structures)
     keys = [k.decode() for k in await store.scan("ttl:*")]
     assert len(keys) > 20
-    without_ttl = [k for k in keys if k not in live and await store.client.pttl(k) == -1]
-    assert without_ttl == []
+    without_ttl = [k for k in keys if await store.client.pttl(k) == -1]
+    # Only the dead set, holding the one dead task; the seq counter and wake list expire.
+    assert without_ttl == [store.keys("ttlq").dead]
+    assert await store.client.pttl(store.keys("ttlq").seq) > 0
     breaker_keys = [k for k in keys if ":breaker:" in k]
     assert breaker_keys and all([await store.client.pttl(k) > 0 for k in breaker_keys])
     await queue.aclose()
@@ -192,6 +193,23 @@ async def test_task_hashes_keep_the_compact_encoding(redis_url: str, namespace: 
     await store.aclose()
 
 
+async def test_polling_a_queue_nobody_submitted_to_creates_no_key(
+    redis_url: str, namespace: str
+) -> None:
+    store = RedisStore.from_url(redis_url, namespace=namespace)
+    try:
+        for _ in range(3):
+            assert (await store.claim("never", "w", 10, 1000)).claims == []
+            assert await store.wait("never", 0.01) is False
+            assert (await store.recover("never")).requeued == []
+        assert (await store.stats("never")).pending == 0
+        assert await store.get("never", "x") is None
+        assert await store.scan(f"{namespace}:*") == []
+        assert await store.queues() == []
+    finally:
+        await store.aclose()
+
+
 async def test_queues_lists_every_queue_of_the_namespace_only(
     redis_url: str, namespace: str
 ) -> None:
@@ -201,7 +219,16 @@ async def test_queues_lists_every_queue_of_the_namespace_only(
         for name in ("emails", "reports-2"):
             await store.enqueue(name, [NewTask("a", b"p", 0, 0, 1)])
         await other.enqueue("elsewhere", [NewTask("a", b"p", 0, 0, 1)])
+        await store.claim("polled-only", "w", 10, 1000)
         assert await store.queues() == ["emails", "reports-2"]
+        # A drained queue is still listed until its counter expires (idle for backstop_ttl
+        # plus the longest record TTL), then it leaves no key at all.
+        (claim,) = (await store.claim("emails", "w", 1, 1000)).claims
+        await store.settle("emails", [Outcome(claim.id, claim.token, OutcomeKind.COMPLETE)])
+        assert await store.queues() == ["emails", "reports-2"]
+        assert 0 < await store.client.pttl(store.keys("emails").seq) <= store.seq_ttl_ms + 1000
+        await store.purge("reports-2")
+        assert await store.queues() == ["emails"]
     finally:
         for s in (store, other):
             await s.purge_namespace()

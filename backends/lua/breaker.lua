@@ -9,19 +9,18 @@
 -- ARGV[5] ttl ms of the hash (refreshed by every write; the key never lacks a TTL).
 -- Returns {state, flag, retry-after ms (0 unless open), opened count}; flag is 1 when an
 -- allow was granted, or when a failure opened the circuit (this call tripped it).
--- Touches: KEYS[1] only. Time comes from the server (TIME), never from the caller.
+-- Touches: KEYS[1] only. Time comes from the server (now_ms in the prelude), never from
+-- the caller.
 -- Open turns half-open lazily: the script works it out from oa on every call, and persists
 -- it only when an op has something to write. Reads (state, a closed allow) write nothing,
--- so they never create the key. Integers only: fakeredis runs Lua 5.4, where `/` yields a
--- float, so every division goes through math.floor.
+-- so they never create the key.
 local key, op = KEYS[1], ARGV[1]
 local threshold = tonumber(ARGV[2])
 local reset_ms = tonumber(ARGV[3])
 local max_calls = tonumber(ARGV[4])
 local ttl_ms = ARGV[5]
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 
 local h = redis.call('HMGET', key, 'st', 'f', 'oa', 'p', 'n', 'pa')
 local st = h[1] or 'closed'

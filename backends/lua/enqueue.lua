@@ -1,16 +1,15 @@
 -- enqueue: store new tasks with their payloads in one step.
 -- KEYS[1] ready zset, KEYS[2] due zset, KEYS[3] wake list, KEYS[4] seq counter,
 -- KEYS[4+i] task hash of item i.
--- ARGV[1] max_size (-1 = unbounded), ARGV[2] backstop ttl ms, then per item: id,
--- priority, delay_ms, max_attempts, chunk count c, then c payload chunks of at most 64 bytes
--- (stored as fields p1..pc, so the hash keeps Redis's compact listpack encoding).
+-- ARGV[1] max_size (-1 = unbounded), ARGV[2] backstop ttl ms, ARGV[3] ttl ms of the seq
+-- counter (longer than any task hash lives), then per item: id, priority, delay_ms,
+-- max_attempts, chunk count c, then the c payload chunks (fields p1..pc; see keys.py).
 -- Returns {accepted_count, then per item 1 stored | 0 duplicate | 2 duplicate holding this
 -- very payload (an earlier attempt of the same call)}, or {-1, waiting} when
 -- max_size refuses the batch (nothing stored).
 -- Touches: the keys above only; an existing task hash is never written.
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local items, j = {}, 3
+local now = now_ms()
+local items, j = {}, 4
 while j <= #ARGV do
   local c = tonumber(ARGV[j + 4])
   items[#items + 1] = {id = ARGV[j], pr = tonumber(ARGV[j + 1]), delay = tonumber(ARGV[j + 2]),
@@ -19,12 +18,9 @@ while j <= #ARGV do
 end
 
 local function stored_payload(key)
-  local c = tonumber(redis.call('HGET', key, 'pn'))
+  local c = tonumber(redis.call('HGET', key, F_CHUNKS))
   if not c then return nil end
-  local names = {}
-  for k = 1, c do names[k] = 'p' .. k end
-  if c == 0 then return '' end
-  return table.concat(redis.call('HMGET', key, unpack(names)))
+  return read_payload(key, c, {})
 end
 
 local fresh, flags, seen = {}, {}, {}
@@ -46,52 +42,46 @@ if max_size >= 0 then
     return {-1, waiting}
   end
 end
+local out = {#fresh}
+for i = 1, #items do out[i + 1] = flags[i] end
+if #fresh == 0 then return out end
 local backstop = tonumber(ARGV[2])
 local seq = redis.call('INCRBY', KEYS[4], #fresh) - #fresh
+local longest = 0
 local ready, due, chunk_names = {}, {}, {}  -- ready/due: ZADD score, member pairs
 for _, i in ipairs(fresh) do
   local item = items[i]
   seq = seq + 1
   local key = KEYS[4 + i]
-  local state = 'queued'
-  if item.delay > 0 then state = 'deferred' end
-  local fields = {'st', state, 'pr', item.pr, 'sq', seq, 'at', 0, 'ma', item.ma, 'tk', 0,
-    'eq', now, 'pn', item.count}
-  local n = 16
+  local state = S_QUEUED
+  if item.delay > 0 then state = S_DEFERRED end
+  local fields = {F_STATE, state, F_PRIORITY, item.pr, F_SEQ, seq, F_ATTEMPTS, 0,
+    F_MAX_ATTEMPTS, item.ma, F_TOKEN, 0, F_ENQUEUED, now, F_CHUNKS, item.count}
+  local n = #fields
   for k = 1, item.count do
     local name = chunk_names[k]
-    if not name then name = 'p' .. k; chunk_names[k] = name end
+    if not name then name = F_CHUNK .. k; chunk_names[k] = name end
     fields[n + 1] = name
     fields[n + 2] = ARGV[item.first + k - 1]
     n = n + 2
   end
-  redis.call('HSET', key, unpack(fields))
+  call_batched('HSET', key, fields)
   redis.call('PEXPIRE', key, item.delay + backstop)
+  if item.delay > longest then longest = item.delay end
   if item.delay > 0 then
     due[#due + 1] = now + item.delay
     due[#due + 1] = item.id
   else
-    ready[#ready + 1] = (1000 - item.pr) * 2199023255552 + seq % 2199023255552
+    ready[#ready + 1] = ready_score(item.pr, seq)
     ready[#ready + 1] = item.id
   end
 end
--- One ZADD per set: members go in batches that stay well under Lua's unpack limit.
-local function zadd_all(key, pairs)
-  for from = 1, #pairs, 1000 do
-    redis.call('ZADD', key, unpack(pairs, from, math.min(from + 999, #pairs)))
-  end
-end
-zadd_all(KEYS[1], ready)
-zadd_all(KEYS[2], due)
-ready = #fresh - math.floor(#due / 2)
+keep_seq(KEYS[4], tonumber(ARGV[3]) + 2 * longest)
+-- ZADD takes score, member pairs: batches of BATCH values keep the pairs whole.
+call_batched('ZADD', KEYS[1], ready)
+call_batched('ZADD', KEYS[2], due)
+local woken = #fresh - math.floor(#due / 2)
 -- A deferred task still wakes one idle worker, so it learns the new earliest due time.
-if ready < #fresh then ready = ready + 1 end
-if ready > 0 then
-  local tokens = {}
-  for i = 1, math.min(ready, 64) do tokens[i] = '1' end
-  redis.call('LPUSH', KEYS[3], unpack(tokens))
-  redis.call('LTRIM', KEYS[3], 0, 63)
-end
-local out = {#fresh}
-for i = 1, #items do out[i + 1] = flags[i] end
+if woken < #fresh then woken = woken + 1 end
+wake(KEYS[3], woken)
 return out

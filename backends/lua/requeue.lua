@@ -1,23 +1,24 @@
--- requeue: put dead tasks back to ready with a fresh attempt count.
+-- requeue: put dead tasks back to ready with a fresh attempt count; the dead attempt's
+-- error and traceback go (the record describes the new life from here).
 -- KEYS[1] ready zset, KEYS[2] dead zset, KEYS[3] wake list, KEYS[3+i] task hash.
 -- ARGV[1] backstop ttl ms, then one id per task.
 -- Returns {1 requeued | 0 not dead, ...}. Touches: the keys above only.
-local span = 2199023255552
 local out = {}
+local requeued = 0
 for i = 2, #ARGV do
   local id, key = ARGV[i], KEYS[2 + i]
-  local f = redis.call('HMGET', key, 'st', 'pn', 'pr', 'sq')
-  if f[1] == 'dead' and f[2] then
-    redis.call('HSET', key, 'st', 'queued', 'at', 0)
-    redis.call('HDEL', key, 'e')
+  local f = redis.call('HMGET', key, F_STATE, F_CHUNKS, F_PRIORITY, F_SEQ)
+  if f[1] == S_DEAD and f[2] then
+    redis.call('HSET', key, F_STATE, S_QUEUED, F_ATTEMPTS, 0)
+    redis.call('HDEL', key, F_ERROR, F_TRACEBACK)
     redis.call('ZREM', KEYS[2], id)
-    redis.call('ZADD', KEYS[1], (1000 - tonumber(f[3])) * span + tonumber(f[4]) % span, id)
+    redis.call('ZADD', KEYS[1], ready_score(f[3], f[4]), id)
     redis.call('PEXPIRE', key, tonumber(ARGV[1]))
-    redis.call('LPUSH', KEYS[3], '1')
+    requeued = requeued + 1
     out[i - 1] = 1
   else
     out[i - 1] = 0
   end
 end
-redis.call('LTRIM', KEYS[3], 0, 63)
+wake(KEYS[3], requeued)
 return out

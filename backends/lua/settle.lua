@@ -2,42 +2,46 @@
 -- KEYS[1] running zset, KEYS[2] due zset, KEYS[3] dead zset, KEYS[4] wake list,
 -- KEYS[4+i] task hash of outcome i.
 -- ARGV[1] result ttl ms, ARGV[2] dead ttl ms, ARGV[3] backstop ttl ms,
--- then 5 per outcome: id, token, kind (c complete | r retry | d dead), delay ms, data
--- (the result for c, the error text for r and d).
--- Returns {1 applied (now, or already by this same token and kind) | 0 stale, ...}. Touches: the keys above only. The payload field is
--- deleted in the same step as a complete; a dead task keeps it (p1..pn) for requeue.
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- then 6 per outcome: id, token, kind (c complete | r retry | d dead), delay ms, data
+-- (the result for c, the error text for r and d), traceback (r and d; empty for none).
+-- Returns {1 applied (now, or already by this same token and kind) | 0 stale, ...}.
+-- Touches: the keys above only. The payload is deleted in the same step as a complete; a
+-- dead task keeps it for requeue. A failure's traceback replaces the previous attempt's.
+local now = now_ms()
 local result_ttl, dead_ttl, backstop = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
-local retried_now = 0
-local AFTER = {c = 'completed', r = 'retrying', d = 'dead'}
-for i = 1, (#ARGV - 3) / 5 do
-  local b = 3 + (i - 1) * 5
+local function failed(key, state, b)
+  local tb = ARGV[b + 6]
+  if tb == '' then
+    redis.call('HSET', key, F_STATE, state, F_ERROR, ARGV[b + 5])
+    redis.call('HDEL', key, F_TRACEBACK)
+  else
+    redis.call('HSET', key, F_STATE, state, F_ERROR, ARGV[b + 5], F_TRACEBACK, tb)
+  end
+end
+for i = 1, (#ARGV - 3) / 6 do
+  local b = 3 + (i - 1) * 6
   local id, token, kind = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local key = KEYS[4 + i]
-  local f = redis.call('HMGET', key, 'tk', 'st', 'pn')
-  if f[1] == token and f[2] == 'running' then
+  local f = redis.call('HMGET', key, F_TOKEN, F_STATE, F_CHUNKS)
+  if f[1] == token and f[2] == S_RUNNING then
     redis.call('ZREM', KEYS[1], id)
     if kind == 'c' then
-      local chunks = tonumber(f[3]) or 0
-      local names = {'pn', 'e'}
-      for k = 1, chunks do names[#names + 1] = 'p' .. k end
-      redis.call('HDEL', key, unpack(names))
-      redis.call('HSET', key, 'st', 'completed', 'r', ARGV[b + 5])
+      delete_payload(key, tonumber(f[3]) or 0, {F_ERROR, F_TRACEBACK})
+      redis.call('HSET', key, F_STATE, S_COMPLETED, F_RESULT, ARGV[b + 5])
       redis.call('PEXPIRE', key, result_ttl)
     elseif kind == 'r' then
       local delay = tonumber(ARGV[b + 4])
-      redis.call('HSET', key, 'st', 'retrying', 'e', ARGV[b + 5])
+      failed(key, S_RETRYING, b)
       redis.call('ZADD', KEYS[2], now + delay, id)
       redis.call('PEXPIRE', key, delay + backstop)
     else
-      redis.call('HSET', key, 'st', 'dead', 'e', ARGV[b + 5])
+      failed(key, S_DEAD, b)
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('PEXPIRE', key, dead_ttl)
     end
     out[i] = 1
-  elseif f[1] == token and f[2] == AFTER[kind] then
+  elseif f[1] == token and f[2] == STATE_AFTER[kind] then
     out[i] = 1  -- this very settlement, sent again because its reply was lost
   else
     out[i] = 0

@@ -4,9 +4,52 @@ and each script touches one slot."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 DEFAULT_NAMESPACE = "kew"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFields:
+    """The fields of a task hash, named once: the Lua prelude gets each as a local
+    `F_<NAME>` (see scripts.py) and store.py reads records through `FIELD`."""
+
+    state: str = "st"
+    priority: str = "pr"
+    seq: str = "sq"  # submission order, the tie-break of the ready score
+    attempts: str = "at"
+    max_attempts: str = "ma"
+    token: str = "tk"  # fencing token of the current claim
+    enqueued: str = "eq"  # ms, server clock
+    chunks: str = "pn"  # payload chunk count; present while the task holds a payload
+    chunk: str = "p"  # chunk k (1-based) is the field p<k>
+    result: str = "r"
+    error: str = "e"
+    traceback: str = "tb"
+
+    def lua(self) -> str:
+        """Each field as a Lua local, `local F_STATE = 'st'`, for the script prelude."""
+        pairs = ((f.name.upper(), getattr(self, f.name)) for f in fields(self))
+        return "\n".join(f"local F_{name} = '{value}'" for name, value in pairs)
+
+
+FIELD = TaskFields()
+# Payloads up to CHUNK * LISTPACK_CHUNKS bytes are stored as fields of CHUNK bytes (Redis's
+# default hash-max-listpack-value), so the task hash keeps the compact listpack encoding
+# (about half the memory). A bigger payload could never stay compact (hash-max-listpack-
+# entries is 128), so it is stored as one field: no per-field overhead, and no script ever
+# handles more than LISTPACK_CHUNKS chunk fields of a new task.
+CHUNK = 64
+LISTPACK_CHUNKS = 96
+# The wake list holds at most WAKE_MAX tokens and expires after WAKE_TTL_MS without a push.
+WAKE_MAX = 64
+WAKE_TTL_MS = 3_600_000
+
+
+def payload_chunks(payload: bytes) -> list[bytes]:
+    if len(payload) > CHUNK * LISTPACK_CHUNKS:
+        return [payload]
+    return [payload[k : k + CHUNK] for k in range(0, len(payload), CHUNK)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +82,7 @@ class QueueKeys:
         return f"{self.base}:wake"
 
     @property
-    def seq(self) -> str:  # counter: submission order and fencing tokens
+    def seq(self) -> str:  # counter: submission order and fencing tokens; expires when idle
         return f"{self.base}:seq"
 
     @property
@@ -59,9 +102,6 @@ class QueueKeys:
 
     @property
     def live_structures(self) -> tuple[str, ...]:
-        """Queue-level keys that live as long as the queue and so carry no TTL."""
-        return (self.ready, self.due, self.running, self.dead, self.wake, self.seq)
-
-
-def namespace_pattern(namespace: str) -> str:
-    return f"{namespace}:*"
+        """The only keys without a TTL: sets of live (or dead, until dead_ttl) task ids. Redis
+        deletes a set when its last id leaves; the seq counter and the wake list expire."""
+        return (self.ready, self.due, self.running, self.dead)

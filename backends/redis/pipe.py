@@ -17,14 +17,13 @@ import asyncio
 import collections
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import hiredis
 from redis import exceptions as rex
 from redis.connection import parse_url
 
-if TYPE_CHECKING:
-    from kew_plug.backends.redis.cluster import ReplicaWait
+from kew_plug.backends.redis.replication import ReplicaWait
 
 
 def encode(args: tuple[Any, ...]) -> bytes:

@@ -16,17 +16,16 @@ from kew_plug import validate
 from kew_plug.backends.redis.cluster import SCHEME as CLUSTER_SCHEME
 from kew_plug.backends.redis.cluster import (
     ClusterRouter,
-    ReplicationShortfall,
-    ReplicaWait,
     cluster_client,
     parse_cluster_url,
     router_for,
 )
 from kew_plug.backends.redis.errors import describe_target, translated
-from kew_plug.backends.redis.keys import DEFAULT_NAMESPACE, QueueKeys
+from kew_plug.backends.redis.keys import DEFAULT_NAMESPACE, FIELD, QueueKeys, payload_chunks
 from kew_plug.backends.redis.pipe import Pipe, PipeScript, Sender
-from kew_plug.backends.redis.scripts import source
-from kew_plug.errors import InvalidArgument, QueueFull, StoreUnavailable
+from kew_plug.backends.redis.replication import ReplicationShortfall, ReplicaWait
+from kew_plug.backends.redis.scripts import KIND_CODE, source
+from kew_plug.errors import Closed, InvalidArgument, QueueFull, StoreUnavailable
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.models import (
     Claim,
@@ -39,13 +38,10 @@ from kew_plug.models import (
     RecoverReport,
     TaskRecord,
     TaskState,
+    clip_traceback,
 )
 
 T = TypeVar("T")
-# Payloads are stored as fields of at most this many bytes, Redis's default
-# hash-max-listpack-value, so a task hash keeps the compact encoding (about half the memory).
-CHUNK = 64
-_KIND = {OutcomeKind.COMPLETE: "c", OutcomeKind.RETRY: "r", OutcomeKind.DEAD: "d"}
 DAY = 86400.0
 
 
@@ -76,8 +72,11 @@ class RedisStore(Store):
         self.dead_ttl_ms = int(dead_ttl * 1000)
         # A payload outlives its longest defer by this much even if nothing ever settles it.
         self.backstop_ms = int(backstop_ttl * 1000)
+        # The seq counter outlives every task hash it numbered (see keep_seq in prelude.lua).
+        self.seq_ttl_ms = 2 * (self.backstop_ms + max(self.result_ttl_ms, self.dead_ttl_ms))
         self.target = describe_target(client)
         self._owns_client = owns_client
+        self.closed = False
         self._keys: dict[str, QueueKeys] = {}
         self._pipe = pipe
         if router is None and isinstance(client, RedisCluster):
@@ -136,6 +135,7 @@ class RedisStore(Store):
     async def _again(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run an idempotent operation, once more on a connection error: after a server
         restart or a CLIENT KILL the pool hands out dead connections once each."""
+        self._check_open()
         with translated(self.target):
             try:
                 return await op()
@@ -145,6 +145,7 @@ class RedisStore(Store):
     async def _run(self, name: str, keys: list[str], args: list[Any], again: bool = False) -> Any:
         """One script call. Only idempotent scripts (`again=True`) are retried: a claim or
         an enqueue whose reply was lost must not run twice."""
+        self._check_open()
         script = self._scripts[name]
         if again:
             return await self._again(lambda: script(keys=keys, args=args))
@@ -156,9 +157,9 @@ class RedisStore(Store):
     ) -> EnqueueReport:
         k = self.keys(queue)
         keys = [k.ready, k.due, k.wake, k.seq, *(k.task(i.id) for i in items)]
-        args: list[Any] = [-1 if max_size is None else max_size, self.backstop_ms]
+        args: list[Any] = [-1 if max_size is None else max_size, self.backstop_ms, self.seq_ttl_ms]
         for i in items:
-            chunks = [i.payload[k : k + CHUNK] for k in range(0, len(i.payload), CHUNK)]
+            chunks = payload_chunks(i.payload)
             args += [i.id, i.priority, i.delay_ms, i.max_attempts, len(chunks), *chunks]
         reply = await self._run("enqueue", keys, args)
         if reply[0] == -1:
@@ -176,7 +177,7 @@ class RedisStore(Store):
         k = self.keys(queue)
         keys = [k.ready, k.due, k.running, k.seq, k.task_prefix, k.wake]
         try:
-            reply = await self._run("claim", keys, [limit, lease_ms])
+            reply = await self._run("claim", keys, [limit, lease_ms, self.seq_ttl_ms + lease_ms])
         except ReplicationShortfall as e:
             # The claims exist on the primary only. Handed out, they could run twice after a
             # failover; kept, they would burn an attempt each. Given back, they cost nothing.
@@ -217,9 +218,10 @@ class RedisStore(Store):
             args += [
                 o.id,
                 o.token,
-                _KIND[o.kind],
+                KIND_CODE[o.kind],
                 max(0, o.delay_ms),
                 b"" if data is None else data,
+                clip_traceback(o.traceback) or b"",
             ]
         return [bool(x) for x in await self._run("settle", keys, args)]
 
@@ -326,8 +328,8 @@ class RedisStore(Store):
         keys = await self.scan(f"{k.pattern[:-1]}t:*")
         if not keys:
             return set()
-        rows = await self._pipelined("hmget", keys, "pn", "st")
-        held = [pn is not None and st != b"dead" for pn, st in rows]
+        rows = await self._pipelined("hmget", keys, FIELD.chunks, FIELD.state)
+        held = [pn is not None and st != TaskState.DEAD.encode() for pn, st in rows]
         cut = len(k.task_prefix)
         return {_text(key)[cut:] for key, has in zip(keys, held, strict=True) if has}
 
@@ -346,7 +348,13 @@ class RedisStore(Store):
             await self._again(lambda chunk=chunk: self.client.delete(*chunk))  # type: ignore[misc]
         return len(keys)
 
+    def _check_open(self) -> None:
+        if self.closed:  # a closed client would quietly reconnect; refuse instead
+            raise Closed(f"Redis store at {self.target}")
+
     async def aclose(self) -> None:
+        """Close every connection; every later call raises `Closed`. Idempotent."""
+        self.closed = True
         if self._pipe is not None:
             await self._pipe.aclose()
         if self._router is not None:
@@ -364,21 +372,26 @@ def _claims(reply: list[Any]) -> list[Claim]:
     ]
 
 
+_B = {name: getattr(FIELD, name).encode() for name in FIELD.__dataclass_fields__}
+
+
 def _record(queue: str, task_id: str, h: dict[bytes, bytes]) -> TaskRecord | None:
-    if not h or b"st" not in h:
+    state = h.get(_B["state"]) if h else None
+    if state is None:
         return None
-    result = h.get(b"r")
-    error = h.get(b"e")
+    error = h.get(_B["error"])
+    trace = h.get(_B["traceback"])
     return TaskRecord(
         id=task_id,
         queue=queue,
-        state=TaskState(_text(h[b"st"])),
-        priority=int(h.get(b"pr", 0)),
-        attempts=int(h.get(b"at", 0)),
-        max_attempts=int(h.get(b"ma", 1)),
-        token=int(h.get(b"tk", 0)),
-        enqueued_ms=int(h.get(b"eq", 0)),
-        result=result,
+        state=TaskState(_text(state)),
+        priority=int(h.get(_B["priority"], 0)),
+        attempts=int(h.get(_B["attempts"], 0)),
+        max_attempts=int(h.get(_B["max_attempts"], 1)),
+        token=int(h.get(_B["token"], 0)),
+        enqueued_ms=int(h.get(_B["enqueued"], 0)),
+        result=h.get(_B["result"]),
         error=None if error is None else error.decode("utf-8", "replace"),
-        has_payload=b"pn" in h and h.get(b"st") != b"dead",
+        has_payload=_B["chunks"] in h and state != TaskState.DEAD.encode(),
+        traceback=None if trace is None else trace.decode("utf-8", "replace"),
     )
