@@ -8,7 +8,8 @@ EXTRAS: dict[str, str] = {
     "lupa": "fakeredis",
     "dill": "dill",
     "multiprocess": "harness",
-    "rich": "harness",
+    "rich": "cli",
+    "prometheus_client": "cli",
 }
 
 

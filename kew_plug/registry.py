@@ -61,16 +61,21 @@ def _build(spec: str, table: dict[str, str], kind: str, base: type[T]) -> T:
     return made
 
 
-def make_store(spec: Store | str) -> Store:
+def make_store(spec: Store | str, **options: Any) -> Store:
+    """A store from an object, a URL or a name. `options` (namespace, result_ttl, dead_ttl)
+    go to a store made from a URL or a built-in name."""
     if isinstance(spec, Store):
         return spec
     if spec.startswith(URL_SCHEMES) or spec == "redis":
-        from_url: Callable[[str], Store] = load_object(
+        from_url: Callable[..., Store] = load_object(
             "kew_plug.backends.redis:RedisStore", "store", list(STORES)
         ).from_url
-        return from_url("redis://127.0.0.1:6379/0" if spec == "redis" else spec)
+        return from_url("redis://127.0.0.1:6379/0" if spec == "redis" else spec, **options)
     if ":" not in spec and spec not in STORES:
         raise UnknownBackend("store", spec, [*STORES, "redis://host:port/db", "module:factory"])
+    if options and spec in STORES:
+        made: Store = load_object(STORES[spec], "store", list(STORES))(**options)
+        return made
     return _build(spec, STORES, "store", Store)  # type: ignore[type-abstract]
 
 

@@ -266,7 +266,7 @@ class Worker:
             self._wake.set()
 
     async def _execute(self, claim: Claim, claimed_wall: float) -> None:
-        event = TaskEvent(claim.id, claim.attempt, claim.max_attempts)
+        event = TaskEvent(claim.id, claim.attempt, claim.max_attempts, claimed_at=claimed_wall)
         try:
             envelope = self.queue.serializer.loads(claim.payload)
         except PayloadError as e:

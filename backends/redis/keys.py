@@ -63,5 +63,9 @@ class QueueKeys:
         return (self.ready, self.due, self.running, self.dead, self.wake, self.seq)
 
 
+def worker_key(namespace: str, worker_id: str) -> str:  # string: a heartbeat's JSON, with PX
+    return f"{namespace}:workers:{worker_id}"
+
+
 def namespace_pattern(namespace: str) -> str:
     return f"{namespace}:*"
