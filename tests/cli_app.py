@@ -37,3 +37,9 @@ def crashing_queue() -> object:
     if multiprocessing.parent_process() is not None:
         os._exit(3)
     return queue
+
+
+def hang(i: int) -> int:
+    record(i)
+    time.sleep(120)  # far past any shutdown timeout in the tests
+    return i

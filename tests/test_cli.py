@@ -63,7 +63,15 @@ def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, so a failed test can stop it whole
     )
+
+
+def stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the command and its worker processes (one process group, led by its pid)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
 
 
 def wait_for(probe: Any, within: float, what: str) -> Any:
@@ -140,9 +148,7 @@ def test_worker_command_survives_a_killed_child_and_stops_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        stop_group(proc)
     assert proc.returncode == 0, out
     assert f"(pid {victim}) exited with -9" in out
 
@@ -257,9 +263,10 @@ asyncio.run(main())
             30,
             "metrics for 10 tasks",
         )
-    finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
+    finally:
+        stop_group(proc)
     assert proc.returncode == 0, out
     assert seen[f"kew_plug_tasks_total{q % 'claimed'}"] == 10
     assert seen[f"kew_plug_tasks_total{q % 'retried'}"] == 0
@@ -330,9 +337,10 @@ def test_a_crash_looping_worker_is_restarted_with_growing_pauses(
             line = proc.stdout.readline()
             assert line, "the supervisor exited"
             lines.append(line)
-    finally:
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=30)
+    finally:
+        stop_group(proc)
     pauses = [
         float(x.split("restarting in ")[1].split(" s")[0]) for x in lines if "restarting" in x
     ]
@@ -355,3 +363,27 @@ def test_queue_from_url_and_env_build_the_same_queue(redis_url: str, namespace: 
         assert q.store.result_ttl_ms == 60_000  # type: ignore[attr-defined]
     asyncio.run(by_url.aclose())
     asyncio.run(by_env.aclose())
+
+
+def test_a_second_signal_stops_at_once(redis_url: str, namespace: str, ledger: Path) -> None:
+    env = env_for(redis_url, namespace, ledger)
+    proc = start_worker(env, "tests.cli_app:queue", "--shutdown-timeout", "60")
+    try:
+        submit(
+            env,
+            "async def main():\n"
+            "    await cli_app.queue.submit(cli_app.hang, (1,))\n"
+            "    await cli_app.queue.aclose()\n"
+            "asyncio.run(main())",
+        )
+        wait_for(lambda: runs(ledger), 30, "the hanging task to start")
+        proc.send_signal(signal.SIGTERM)  # graceful: would wait up to 60 s for the task
+        assert proc.stdout is not None
+        while "stopping 1 worker processes" not in proc.stdout.readline():
+            assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        stop_group(proc)
+    assert proc.returncode == 1, out
+    assert "second signal: killing 1 worker processes" in out

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kew_plug.cli.targets import load_queue
@@ -101,6 +102,7 @@ async def run_process(spec: ProcessSpec) -> None:
     )
     stores = list({id(q.store): q.store for q in queues}.values())
     background.append(asyncio.create_task(heartbeat(stores, workers, info)))
+    background.append(asyncio.create_task(stop_when_orphaned(stop_all)))
     log.info("worker %s started on %s", ident, ", ".join(info.queues))
     try:
         await asyncio.gather(*(w.run() for w in workers))
@@ -114,6 +116,18 @@ async def run_process(spec: ProcessSpec) -> None:
         for q in queues:
             await q.aclose()
         log.info("worker %s stopped", ident)
+
+
+async def stop_when_orphaned(stop: Callable[[], None], every: float = 1.0) -> None:
+    """A supervisor that died without stopping us (SIGKILL) leaves us reparented: stop
+    gracefully rather than work on unsupervised."""
+    parent = os.getppid()
+    while True:
+        await asyncio.sleep(every)
+        if os.getppid() != parent:
+            break
+    log.warning("supervisor (pid %d) is gone; stopping", parent)
+    stop()
 
 
 async def heartbeat(stores: list[Store], workers: list[Worker], info: WorkerInfo) -> None:

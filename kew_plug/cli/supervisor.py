@@ -93,10 +93,9 @@ class Supervisor:
             if p.pid is not None:
                 _send(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + self._slots[0].spec.shutdown_timeout + STOP_MARGIN
-        signals_seen = self._signals
         while any(p.is_alive() for p in live):
-            if self._signals > signals_seen or time.monotonic() > deadline:
-                why = "second signal" if self._signals > signals_seen else "stop timed out"
+            if self._signals > 1 or time.monotonic() > deadline:
+                why = "second signal" if self._signals > 1 else "stop timed out"
                 log.warning("%s: killing %d worker processes", why, sum(p.is_alive() for p in live))
                 for p in live:
                     if p.is_alive() and p.pid is not None:
