@@ -326,6 +326,9 @@ class MemoryStore(Store):
         waiting = [t.enqueued_ms for t in q.tasks.values() if t.state in _WAITING]
         return min(waiting, default=None)
 
+    async def running(self, queue: str, limit: int = 100) -> list[tuple[str, int]]:
+        return sorted(self._q(queue).running.items(), key=lambda item: item[1])[:limit]
+
     async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:
         return self._q(queue).running.get(task_id)
 

@@ -10,6 +10,9 @@ EXTRAS: dict[str, str] = {
     "multiprocess": "harness",
     "rich": "cli",
     "prometheus_client": "cli",
+    "starlette": "dashboard",
+    "uvicorn": "dashboard",
+    "jinja2": "dashboard",
 }
 
 

@@ -142,6 +142,10 @@ class Store(_AsyncClosing, ABC):
         the earliest scheduled one; None when nothing waits or the store cannot tell."""
         return None
 
+    async def running(self, queue: str, limit: int = 100) -> list[tuple[str, int]]:
+        """Running tasks as (id, lease deadline in epoch ms), soonest deadline first."""
+        return []
+
     async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:
         """Lease deadline (epoch ms, store clock) of a running task, else None."""
         return None

@@ -365,6 +365,13 @@ class RedisStore(Store):
         found = [int(t) for t in times if t is not None]
         return min(found, default=None)
 
+    async def running(self, queue: str, limit: int = 100) -> list[tuple[str, int]]:
+        key = self.keys(queue).running
+        found: list[Any] = await self._again(
+            lambda: self.client.zrange(key, 0, limit - 1, withscores=True)
+        )
+        return [(_text(task_id), int(score)) for task_id, score in found]
+
     async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:
         score = await self._again(lambda: self.client.zscore(self.keys(queue).running, task_id))
         return None if score is None else int(score)

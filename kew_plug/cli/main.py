@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = store_command("purge", "delete every key of a queue")
     p.add_argument("--queue", required=True)
     p.add_argument("--yes", action="store_true", help="really delete")
+    b = store_command("dashboard", "serve a web page of the store (refreshes itself)")
+    b.add_argument("--host", default="127.0.0.1")
+    b.add_argument("--port", type=int, default=8700)
+    b.add_argument("--token", default=os.environ.get("KEW_PLUG_TOKEN"), help="($KEW_PLUG_TOKEN)")
+    b.add_argument("--read-only", action="store_true", help="no requeue button")
     i = store_command("inspect", "one task: record, status, lease, result or error")
     i.add_argument("--queue", required=True)
     i.add_argument("id")
@@ -73,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "worker":
             return run_worker(args)
+        if args.command == "dashboard":
+            return run_dashboard(args)
         return asyncio.run(run_store_command(args))
     except (UsageError, KewError) as e:
         print(f"kew-plug {args.command}: {e}", file=sys.stderr)
@@ -111,6 +118,31 @@ def run_worker(args: argparse.Namespace) -> int:
         cwd=os.getcwd(),
     )
     return Supervisor(spec, args.processes).run()
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    from kew_plug.cli.dashboard import serve
+
+    if not args.url:
+        raise UsageError(f"give the store URL or set {ENV_URL}")
+    options: dict[str, Any] = {} if args.namespace is None else {"namespace": args.namespace}
+    asyncio.run(_ping(make_store(args.url, **options)))
+    serve(
+        args.url,
+        args.namespace,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        read_only=args.read_only,
+    )
+    return 0
+
+
+async def _ping(store: Store) -> None:
+    try:
+        await store.ping()
+    finally:
+        await store.aclose()
 
 
 async def check_targets(targets: list[str]) -> None:
