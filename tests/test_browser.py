@@ -65,9 +65,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 def dashboard(redis_url: str, namespace: str) -> Iterator[str]:
     asyncio.run(workload(redis_url, namespace))
     port = free_port()
+    command = ["dashboard", redis_url, "--namespace", namespace, "--port", str(port)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kew_plug", "dashboard", redis_url, "--namespace", namespace]
-        + ["--port", str(port)],
+        [sys.executable, "-m", "kew_plug", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
