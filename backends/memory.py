@@ -23,6 +23,7 @@ from kew_plug.models import (
     RecoverReport,
     TaskRecord,
     TaskState,
+    WorkerInfo,
     clip_traceback,
 )
 from kew_plug.ordering import ready_score
@@ -71,6 +72,7 @@ class MemoryStore(Store):
         self.dead_ttl_ms = int(dead_ttl * 1000)
         self._clock = clock
         self._queues: dict[str, _Queue] = {}
+        self._beats: dict[str, tuple[WorkerInfo, int]] = {}  # id -> (info, expiry ms)
 
     def _now(self) -> int:
         return int(self._clock() * 1000)
@@ -317,6 +319,36 @@ class MemoryStore(Store):
     async def purge(self, queue: str) -> int:
         q = self._queues.pop(queue, None)
         return 0 if q is None else len(q.tasks)
+
+    async def queues(self) -> list[str]:
+        return sorted(name for name, q in self._queues.items() if q.tasks)
+
+    async def oldest_waiting_ms(self, queue: str) -> int | None:
+        q = self._q(queue)
+        waiting = [t.enqueued_ms for t in q.tasks.values() if t.state in _WAITING]
+        return min(waiting, default=None)
+
+    async def running(self, queue: str, limit: int = 100) -> list[tuple[str, int]]:
+        return sorted(self._q(queue).running.items(), key=lambda item: item[1])[:limit]
+
+    async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:
+        return self._q(queue).running.get(task_id)
+
+    async def died_at_ms(self, queue: str, task_ids: Sequence[str]) -> list[int | None]:
+        dead = self._q(queue).dead
+        return [dead.get(i) for i in task_ids]
+
+    async def beat(self, worker: WorkerInfo, ttl: float) -> None:
+        self._beats[worker.id] = (worker, self._now() + int(ttl * 1000))
+
+    async def forget(self, worker_id: str) -> None:
+        self._beats.pop(worker_id, None)
+
+    async def workers(self) -> list[WorkerInfo]:
+        now = self._now()
+        for wid in [w for w, (_, until) in self._beats.items() if until <= now]:
+            del self._beats[wid]
+        return [info for info, _ in self._beats.values()]
 
 
 _WAITING = frozenset({TaskState.QUEUED, TaskState.DEFERRED, TaskState.RETRYING})

@@ -8,7 +8,11 @@ EXTRAS: dict[str, str] = {
     "lupa": "fakeredis",
     "dill": "dill",
     "multiprocess": "harness",
-    "rich": "harness",
+    "rich": "cli",
+    "prometheus_client": "cli",
+    "starlette": "dashboard",
+    "uvicorn": "dashboard",
+    "jinja2": "dashboard",
 }
 
 

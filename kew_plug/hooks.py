@@ -21,6 +21,7 @@ class TaskEvent:
     will_retry: bool = False
     result: Any = None
     token: int = 0
+    claimed_at: float = 0.0  # wall clock of the claim, so "start" hooks can time the wait
 
 
 Hook = Callable[[TaskEvent], Awaitable[None] | None]

@@ -18,6 +18,7 @@ from kew_plug.models import (
     QueueStats,
     RecoverReport,
     TaskRecord,
+    WorkerInfo,
 )
 
 
@@ -131,6 +132,39 @@ class Store(_AsyncClosing, ABC):
         """A breaker whose state lives in this store and is shared by every process using
         it, or None when the store cannot hold one (the `"redis"` breaker name needs it)."""
         return None
+
+    async def queues(self) -> list[str]:
+        """Names of the queues this store holds tasks for (inspection); empty if unknown."""
+        return []
+
+    async def oldest_waiting_ms(self, queue: str) -> int | None:
+        """Enqueue time (epoch ms) of the oldest task among the next one to be claimed and
+        the earliest scheduled one; None when nothing waits or the store cannot tell."""
+        return None
+
+    async def running(self, queue: str, limit: int = 100) -> list[tuple[str, int]]:
+        """Running tasks as (id, lease deadline in epoch ms), soonest deadline first."""
+        return []
+
+    async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:
+        """Lease deadline (epoch ms, store clock) of a running task, else None."""
+        return None
+
+    async def died_at_ms(self, queue: str, task_ids: Sequence[str]) -> list[int | None]:
+        """When each task entered the dead-letter set (epoch ms), None where not dead or
+        unknown to the store."""
+        return [None for _ in task_ids]
+
+    async def beat(self, worker: WorkerInfo, ttl: float) -> None:
+        """Record a worker's heartbeat, to expire after `ttl` seconds unless renewed. A store
+        that cannot hold heartbeats ignores it (workers then do not show as live)."""
+
+    async def forget(self, worker_id: str) -> None:
+        """Remove a stopping worker's heartbeat at once."""
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers whose heartbeat has not expired."""
+        return []
 
     async def keys_per_node(self) -> dict[str, int]:
         """How many keys of this store's namespace each server node holds (host:port), to

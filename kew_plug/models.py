@@ -122,6 +122,20 @@ class TaskRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process's heartbeat, kept in the store with a TTL: while it is fresh, the
+    worker is live. `counters` are its WorkerStats; times are epoch seconds."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    started_at: float
+    seen_at: float
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     queued: int = 0
     scheduled: int = 0  # deferred + retrying

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kew_plug import validate
 from kew_plug.errors import (
@@ -25,6 +25,9 @@ from kew_plug.ids import new_task_id
 from kew_plug.interfaces import Breaker, Serializer, Store
 from kew_plug.models import EnqueueReport, NewTask, TaskRecord, TaskState
 from kew_plug.registry import load_object, make_breaker, make_serializer, make_store
+
+if TYPE_CHECKING:
+    from kew_plug.periodic import Periodic
 
 log = logging.getLogger("kew_plug")
 
@@ -117,12 +120,56 @@ class Queue:
         self.max_payload_bytes = max_payload_bytes
         self.submit_retries = validate.retries(submit_retries)
         self.closed = False
+        self.schedules: list[Periodic] = []
 
     def _open(self) -> Store:
         """The store, or `Closed` once this queue was closed."""
         if self.closed:
             raise Closed(f"queue {self.name!r}")
         return self.store
+
+    def periodic(
+        self,
+        fn: Callable[..., Any],
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        catch_up: bool = False,
+        catch_up_window: float = 3600.0,
+        priority: int = 0,
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> Periodic:
+        """Run `fn` on a schedule: `cron="*/5 * * * *"` in time zone `tz`, or `every=`
+        seconds (ticks at multiples of it since the epoch). Every Worker of this queue
+        submits the ticks; the store keeps one task per tick. `name` (default: the
+        function's qualified name) must be the same in every process. With `catch_up`, a
+        starting worker also submits the ticks of the last `catch_up_window` seconds that
+        nobody submitted; without it they are skipped."""
+        from kew_plug.periodic import Periodic
+
+        entry = Periodic(
+            name=name or f"{fn.__module__}.{fn.__qualname__}",
+            fn=fn,
+            cron=cron,
+            every=every,
+            tz=tz,
+            args=tuple(args),
+            kwargs=dict(kwargs or {}),
+            catch_up=catch_up,
+            catch_up_window=catch_up_window,
+            priority=priority,
+            retries=retries,
+            timeout=timeout,
+        )
+        if any(e.name == entry.name for e in self.schedules):
+            raise InvalidArgument(f"a periodic task named {entry.name!r} is already registered")
+        self.schedules.append(entry)
+        return entry
 
     # -- submitting ---------------------------------------------------------------------
 

@@ -70,16 +70,21 @@ def _build(
     return made
 
 
-def make_store(spec: Store | str) -> Store:
+def make_store(spec: Store | str, **options: Any) -> Store:
+    """A store from an object, a URL or a name. `options` (namespace, result_ttl, dead_ttl)
+    go to a store made from a URL or a built-in name."""
     if isinstance(spec, Store):
         return spec
     if spec.startswith(URL_SCHEMES) or spec == "redis":
-        from_url: Callable[[str], Store] = load_object(
+        from_url: Callable[..., Store] = load_object(
             "kew_plug.backends.redis:RedisStore", "store", list(STORES)
         ).from_url
-        return from_url("redis://127.0.0.1:6379/0" if spec == "redis" else spec)
+        return from_url("redis://127.0.0.1:6379/0" if spec == "redis" else spec, **options)
     if ":" not in spec and spec not in STORES:
         raise UnknownBackend("store", spec, [*STORES, *URL_FORMS, "module:factory"])
+    if options and spec in STORES:
+        made: Store = load_object(STORES[spec], "store", list(STORES))(**options)
+        return made
     return _build(spec, STORES, "store", Store, [*STORES, *URL_FORMS])  # type: ignore[type-abstract]
 
 

@@ -158,9 +158,18 @@ class Worker:
             asyncio.create_task(self._settler(), name="kew-settler"),
             asyncio.create_task(self._keeper(), name="kew-keeper"),
         ]
+        periodic = None
+        if self.queue.schedules and not until_idle:  # future ticks would never let a drain end
+            from kew_plug.periodic import Scheduler
+
+            scheduler = Scheduler(self.queue, self.queue.schedules)
+            periodic = asyncio.create_task(scheduler.run(self._stop), name="kew-periodic")
         try:
             await self._claim_loop(until_idle)
         finally:
+            if periodic is not None:
+                periodic.cancel()
+                await asyncio.gather(periodic, return_exceptions=True)
             await self._shutdown(background)
         return self.stats
 
@@ -266,7 +275,7 @@ class Worker:
             self._wake.set()
 
     async def _execute(self, claim: Claim, claimed_wall: float) -> None:
-        event = TaskEvent(claim.id, claim.attempt, claim.max_attempts)
+        event = TaskEvent(claim.id, claim.attempt, claim.max_attempts, claimed_at=claimed_wall)
         try:
             envelope = self.queue.serializer.loads(claim.payload)
         except PayloadError as e:

@@ -105,3 +105,7 @@ class QueueKeys:
         """The only keys without a TTL: sets of live (or dead, until dead_ttl) task ids. Redis
         deletes a set when its last id leaves; the seq counter and the wake list expire."""
         return (self.ready, self.due, self.running, self.dead)
+
+
+def worker_key(namespace: str, worker_id: str) -> str:  # string: a heartbeat's JSON, with PX
+    return f"{namespace}:workers:{worker_id}"

@@ -4,6 +4,8 @@ queue under one hash tag. Works on redis-py's asyncio client and on fakeredis.""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -21,7 +23,13 @@ from kew_plug.backends.redis.cluster import (
     router_for,
 )
 from kew_plug.backends.redis.errors import describe_target, translated
-from kew_plug.backends.redis.keys import DEFAULT_NAMESPACE, FIELD, QueueKeys, payload_chunks
+from kew_plug.backends.redis.keys import (
+    DEFAULT_NAMESPACE,
+    FIELD,
+    QueueKeys,
+    payload_chunks,
+    worker_key,
+)
 from kew_plug.backends.redis.pipe import Pipe, PipeScript, Sender
 from kew_plug.backends.redis.replication import ReplicationShortfall, ReplicaWait
 from kew_plug.backends.redis.scripts import KIND_CODE, source
@@ -38,6 +46,7 @@ from kew_plug.models import (
     RecoverReport,
     TaskRecord,
     TaskState,
+    WorkerInfo,
     clip_traceback,
 )
 
@@ -351,6 +360,65 @@ class RedisStore(Store):
     def _check_open(self) -> None:
         if self.closed:  # a closed client would quietly reconnect; refuse instead
             raise Closed(f"Redis store at {self.target}")
+
+    async def oldest_waiting_ms(self, queue: str) -> int | None:
+        k = self.keys(queue)
+
+        async def heads() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zrange(k.ready, 0, 0)
+                pipe.zrange(k.due, 0, 0)
+                return await pipe.execute()
+
+        ids = [i for found in await self._again(heads) for i in found]
+        if not ids:
+            return None
+        times = await self._pipelined("hget", [k.task(_text(i)) for i in ids], "eq")
+        found = [int(t) for t in times if t is not None]
+        return min(found, default=None)
+
+    async def running(self, queue: str, limit: int = 100) -> list[tuple[str, int]]:
+        key = self.keys(queue).running
+        found: list[Any] = await self._again(
+            lambda: self.client.zrange(key, 0, limit - 1, withscores=True)
+        )
+        return [(_text(task_id), int(score)) for task_id, score in found]
+
+    async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:
+        score = await self._again(lambda: self.client.zscore(self.keys(queue).running, task_id))
+        return None if score is None else int(score)
+
+    async def died_at_ms(self, queue: str, task_ids: Sequence[str]) -> list[int | None]:
+        if not task_ids:
+            return []
+        dead = self.keys(queue).dead
+
+        async def scores() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for task_id in task_ids:
+                    pipe.zscore(dead, task_id)
+                return await pipe.execute()
+
+        return [None if s is None else int(s) for s in await self._again(scores)]
+
+    async def beat(self, worker: WorkerInfo, ttl: float) -> None:
+        body = json.dumps(dataclasses.asdict(worker), separators=(",", ":"))
+        key = worker_key(self.namespace, worker.id)
+        await self._again(lambda: self.client.set(key, body, px=max(1, int(ttl * 1000))))
+
+    async def forget(self, worker_id: str) -> None:
+        key = worker_key(self.namespace, worker_id)
+        await self._again(lambda: self.client.delete(key))
+
+    async def workers(self) -> list[WorkerInfo]:
+        keys = await self.scan(worker_key(self.namespace, "*"))
+        if not keys:
+            return []
+        found = []
+        for body in await self._pipelined("get", keys):
+            if body is not None:  # expired between the scan and the read
+                found.append(WorkerInfo(**json.loads(body)))
+        return sorted(found, key=lambda w: w.id)
 
     async def aclose(self) -> None:
         """Close every connection; every later call raises `Closed`. Idempotent."""

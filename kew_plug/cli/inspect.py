@@ -1,0 +1,116 @@
+"""What `kew-plug stats|workers|dead|requeue|purge|inspect` read and change. Each returns a
+JSON-ready dict; its shape is the documented `--json` schema (README, "Inspecting")."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from kew_plug.errors import KewError
+from kew_plug.interfaces import Serializer, Store
+from kew_plug.queue import Queue
+
+TRACEBACK_HEAD = 5  # lines of a dead task's traceback shown by `dead`
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else round(ms / 1000, 3)
+
+
+async def stats(store: Store, queues: list[str] | None) -> dict[str, Any]:
+    names = queues or await store.queues()
+    now_ms = int(time.time() * 1000)
+    rows = []
+    for name in names:
+        counts = await store.stats(name)
+        oldest = await store.oldest_waiting_ms(name)
+        rows.append(
+            {
+                "name": name,
+                **dataclasses.asdict(counts),
+                "oldest_waiting_s": None if oldest is None else round((now_ms - oldest) / 1000, 3),
+            }
+        )
+    live = await store.workers()
+    return {
+        "queues": rows,
+        "workers": len(live),
+        "workers_by_queue": {n: sum(n in w.queues for w in live) for n in names},
+    }
+
+
+async def workers(store: Store) -> dict[str, Any]:
+    return {"workers": [dataclasses.asdict(w) for w in await store.workers()]}
+
+
+async def dead(store: Store, queue: str, limit: int) -> dict[str, Any]:
+    ids = await store.dead_ids(queue, limit)
+    records = await store.get_many(queue, ids)
+    died = await store.died_at_ms(queue, ids)
+    tasks = []
+    for task_id, record, at in zip(ids, records, died, strict=True):
+        if record is None:
+            continue  # expired between the two reads
+        lines = (record.traceback or "").strip().splitlines()
+        tasks.append(
+            {
+                "id": task_id,
+                "error": record.error,
+                "traceback_head": lines[:TRACEBACK_HEAD],
+                "attempts": record.attempts,
+                "max_attempts": record.max_attempts,
+                "died_at": _seconds(at),
+            }
+        )
+    return {"queue": queue, "tasks": tasks}
+
+
+async def requeue(store: Store, queue: str, ids: list[str], all_dead: bool) -> dict[str, Any]:
+    if all_dead:
+        requeued: list[str] = []
+        while batch := await store.dead_ids(queue, 1000):
+            done = await store.requeue(queue, batch)
+            requeued += [i for i, ok in zip(batch, done, strict=True) if ok]
+            if not any(done):
+                break  # expired under us; do not spin
+        return {"queue": queue, "requeued": requeued, "not_dead": []}
+    done = await store.requeue(queue, ids)
+    return {
+        "queue": queue,
+        "requeued": [i for i, ok in zip(ids, done, strict=True) if ok],
+        "not_dead": [i for i, ok in zip(ids, done, strict=True) if not ok],
+    }
+
+
+async def purge(store: Store, queue: str) -> dict[str, Any]:
+    return {"queue": queue, "deleted": await store.purge(queue)}
+
+
+async def inspect_task(
+    store: Store, queue: str, task_id: str, serializer: Serializer | str
+) -> dict[str, Any]:
+    record = await store.get(queue, task_id)
+    if record is None:
+        return {"queue": queue, "id": task_id, "found": False}
+    result: Any = None
+    if record.result is not None:
+        reader = Queue(store, serializer, name=queue).serializer
+        try:
+            result = repr(reader.loads(record.result))
+        except KewError as e:
+            result = f"<{len(record.result)} bytes, unreadable here: {e}>"
+    return {
+        "queue": queue,
+        "id": task_id,
+        "found": True,
+        "state": str(record.state),
+        "priority": record.priority,
+        "attempts": record.attempts,
+        "max_attempts": record.max_attempts,
+        "enqueued_at": _seconds(record.enqueued_ms),
+        "lease_deadline": _seconds(await store.lease_deadline_ms(queue, task_id)),
+        "result": result,
+        "error": record.error,
+        "traceback": record.traceback,
+    }
