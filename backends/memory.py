@@ -4,6 +4,7 @@ and the harness shows that separate processes cannot see each other's tasks thro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import time
 from collections.abc import Callable, Sequence
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 from kew_plug.errors import QueueFull
 from kew_plug.interfaces import Store
 from kew_plug.models import (
+    FINISHED,
     STATE_AFTER,
+    CancelOutcome,
     Claim,
     ClaimBatch,
     EnqueueReport,
@@ -56,6 +59,12 @@ class _Queue:
         self.dead: dict[str, int] = {}  # id -> time of death, insertion-ordered
         self.counter = 0
         self.wake = asyncio.Event()
+        # Set, then replaced, whenever a task of this queue finishes: what `watch` awaits.
+        self.finished = asyncio.Event()
+
+    def notify_finished(self) -> None:
+        self.finished.set()
+        self.finished = asyncio.Event()
 
 
 class MemoryStore(Store):
@@ -214,6 +223,8 @@ class MemoryStore(Store):
                 q.due[o.id] = now + max(0, o.delay_ms)
             else:
                 self._kill(q, t, o.error, now, clip_traceback(o.traceback))
+            if o.kind is not OutcomeKind.RETRY:
+                q.notify_finished()
         return applied
 
     def _kill(
@@ -249,6 +260,7 @@ class MemoryStore(Store):
             if t.attempts >= t.max_attempts:
                 self._kill(q, t, f"lease expired on attempt {t.attempts} of {t.max_attempts}", now)
                 report.dead.append(task_id)
+                q.notify_finished()
             else:
                 self._push_ready(q, t)
                 report.requeued.append(task_id)
@@ -319,6 +331,41 @@ class MemoryStore(Store):
     async def purge(self, queue: str) -> int:
         q = self._queues.pop(queue, None)
         return 0 if q is None else len(q.tasks)
+
+    async def cancel(self, queue: str, task_ids: Sequence[str]) -> list[CancelOutcome]:
+        q, now = self._q(queue), self._now()
+        done: list[CancelOutcome] = []
+        for task_id in task_ids:
+            t = self._live(q, task_id, now)
+            if t is None:
+                done.append(CancelOutcome.UNKNOWN)
+                continue
+            if t.state in FINISHED:
+                done.append(CancelOutcome.FINISHED)
+                continue
+            running = q.running.pop(task_id, None) is not None
+            q.due.pop(task_id, None)  # a ready heap entry is skipped once the state moved on
+            q.counter += 1
+            t.token = q.counter  # fences off the running claim, if any
+            t.state, t.payload, t.result = TaskState.CANCELLED, None, None
+            t.expires_ms = now + self.result_ttl_ms
+            done.append(CancelOutcome.CANCELLED_RUNNING if running else CancelOutcome.CANCELLED)
+            q.notify_finished()
+        return done
+
+    async def watch(self, queue: str, task_ids: Sequence[str], timeout: float) -> None:
+        q = self._q(queue)
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self._now()
+            live = (self._live(q, i, now) for i in task_ids)
+            if all(t is None or t.state in FINISHED for t in live):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(q.finished.wait(), left)
 
     async def queues(self) -> list[str]:
         return sorted(name for name, q in self._queues.items() if q.tasks)

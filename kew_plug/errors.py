@@ -97,5 +97,17 @@ class TaskFailed(KewError):
         self.error = error
 
 
+class Unsupported(KewError, NotImplementedError):
+    """The store lacks an optional capability (for example cancellation)."""
+
+
+class TaskCancelled(KewError):
+    """Raised by `Queue.result` for a task that was cancelled."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} was cancelled")
+        self.task_id = task_id
+
+
 class TaskTimeout(KewError, TimeoutError):
     """A task ran past its timeout and was cancelled (counted as a failed attempt)."""

@@ -3,13 +3,18 @@ Breaker (holding off a failing downstream). Method names are fixed; see DESIGN.m
 
 from __future__ import annotations
 
+import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
 
+from kew_plug.errors import Unsupported
 from kew_plug.models import (
+    FINISHED,
+    CancelOutcome,
     Claim,
     ClaimBatch,
     EnqueueReport,
@@ -123,6 +128,31 @@ class Store(_AsyncClosing, ABC):
         """Delete every key or entry of this queue and nothing else; returns how many."""
 
     # -- optional capabilities: declared here with defaults, overridden where they exist --
+
+    async def cancel(self, queue: str, task_ids: Sequence[str]) -> list[CancelOutcome]:
+        """Cancel each task in one atomic step: a waiting one leaves its ready or due set and
+        never runs; a running one leaves the running set and its fencing token moves on, so
+        its worker's renewal reports it lost (the worker then cancels it) and its settlement
+        is refused. Either way the payload is deleted, the state becomes CANCELLED (kept for
+        result_ttl) and `watch` wakes. Finished or unknown tasks are reported, unchanged."""
+        raise Unsupported(f"{type(self).__name__} cannot cancel tasks")
+
+    async def watch(self, queue: str, task_ids: Sequence[str], timeout: float) -> None:
+        """Return once every task has finished (completed, dead or cancelled) or is unknown,
+        or after `timeout` seconds, whichever comes first; the caller then reads the records.
+        Stores that can be notified return within about a millisecond of the settlement;
+        this default polls, backing off from 2 ms to 100 ms."""
+        deadline = time.monotonic() + timeout
+        pause = 0.002
+        while True:
+            records = await self.get_many(queue, task_ids)
+            if all(r is None or r.state in FINISHED for r in records):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.1)
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable`, in one line, when the store cannot be reached or refuses

@@ -13,6 +13,20 @@ class TaskState(StrEnum):
     RETRYING = "retrying"  # failed an attempt, waiting for its backoff to pass
     COMPLETED = "completed"  # terminal: result kept for result_ttl
     DEAD = "dead"  # terminal: attempts exhausted or unreadable; kept for dead_ttl, requeueable
+    CANCELLED = "cancelled"  # terminal: cancelled by a caller; payload gone, kept for result_ttl
+
+
+#: States a task never leaves (until its record expires; a dead one may be requeued).
+FINISHED = frozenset({TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED})
+
+
+class CancelOutcome(StrEnum):
+    """What `Store.cancel` did to one task."""
+
+    CANCELLED = "cancelled"  # it was waiting (queued, deferred or retrying): it never runs
+    CANCELLED_RUNNING = "cancelled_running"  # it was running: its worker's claim is fenced off
+    FINISHED = "finished"  # it had already completed, died or been cancelled: unchanged
+    UNKNOWN = "unknown"  # no such task (or its record expired)
 
 
 class OutcomeKind(StrEnum):

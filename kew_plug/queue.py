@@ -19,12 +19,12 @@ from kew_plug.errors import (
     SerializationError,
     StoreUnavailable,
     TaskExists,
-    TaskFailed,
 )
 from kew_plug.ids import new_task_id
 from kew_plug.interfaces import Breaker, Serializer, Store
-from kew_plug.models import EnqueueReport, NewTask, TaskRecord, TaskState
+from kew_plug.models import CancelOutcome, EnqueueReport, NewTask, TaskRecord, TaskState
 from kew_plug.registry import load_object, make_breaker, make_serializer, make_store
+from kew_plug.results import wait_for_results
 
 if TYPE_CHECKING:
     from kew_plug.periodic import Periodic
@@ -274,19 +274,33 @@ class Queue:
 
     async def result(self, task_id: str, timeout: float | None = None) -> Any:
         """Wait for the task to finish and return its value; `TaskFailed` if it ended dead,
-        `TimeoutError` after `timeout` seconds, `LookupError` for an unknown id."""
-        async with asyncio.timeout(timeout):
-            pause = 0.002
-            while True:
-                record = await self._open().get(self.name, task_id)
-                if record is None:
-                    raise LookupError(f"no task {task_id!r} in queue {self.name!r}")
-                if record.state is TaskState.COMPLETED:
-                    return None if record.result is None else self.serializer.loads(record.result)
-                if record.state is TaskState.DEAD:
-                    raise TaskFailed(task_id, record.error)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.1)
+        `TaskCancelled` if it was cancelled, `TimeoutError` after `timeout` seconds,
+        `LookupError` for an unknown id. Wakes when the task settles, without polling."""
+        self._open()
+        (value,) = await wait_for_results(self, [task_id], timeout, return_exceptions=False)
+        return value
+
+    async def wait_many(
+        self,
+        task_ids: Sequence[str],
+        timeout: float | None = None,
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Wait for every task and return their values in order, like `asyncio.gather`: the
+        first failed or cancelled task raises, or with `return_exceptions` its exception
+        (`TaskFailed`, `TaskCancelled`) takes its place. `TimeoutError` after `timeout`."""
+        self._open()
+        return await wait_for_results(self, task_ids, timeout, return_exceptions)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a task: a waiting one never runs; a running one is fenced off and its
+        worker cancels it within one renewal interval (a coroutine is cancelled, a process
+        task killed; a thread cannot be stopped, but its result is refused). Either way its
+        payload is deleted and `result()` raises `TaskCancelled`. False if the task had
+        already finished or is unknown."""
+        (outcome,) = await self._open().cancel(self.name, [task_id])
+        return outcome in (CancelOutcome.CANCELLED, CancelOutcome.CANCELLED_RUNNING)
 
     async def dead(self, limit: int = 100) -> list[TaskRecord]:
         store = self._open()

@@ -67,3 +67,20 @@ end
 local function keep_seq(key, ttl)
   if redis.call('PTTL', key) < ttl / 2 then redis.call('PEXPIRE', key, ttl) end
 end
+
+-- A task finished (completed, dead or cancelled): give each caller watching it (counted in
+-- F_WAITERS by watch.lua) a token on its done list, which expires soon after. Nothing is
+-- written for a task nobody watches.
+local function notify(key, done_key, waiters)
+  local n = math.min(tonumber(waiters) or 0, BATCH)
+  if n <= 0 then return end
+  local tokens = {}
+  for i = 1, n do tokens[i] = '1' end
+  redis.call('RPUSH', done_key, unpack(tokens))
+  redis.call('PEXPIRE', done_key, DONE_TTL_MS)
+  redis.call('HDEL', key, F_WAITERS)
+end
+
+local function finished(state)
+  return state == S_COMPLETED or state == S_DEAD or state == S_CANCELLED
+end

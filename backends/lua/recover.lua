@@ -1,7 +1,8 @@
 -- recover: tasks whose lease expired go back to ready (attempt stays counted) or, with
 -- attempts exhausted, to dead. Also forgets dead ids whose records have expired.
 -- KEYS[1] ready zset, KEYS[2] running zset, KEYS[3] dead zset, KEYS[4] wake list,
--- KEYS[5] task hash prefix (same hash tag as the others; ids are only known here).
+-- KEYS[5] task hash prefix, KEYS[6] done list prefix (same hash tag as the others; ids are
+-- only known here).
 -- ARGV[1] dead ttl ms, ARGV[2] backstop ttl ms.
 -- Returns {requeued_count, requeued id..., dead id...}.
 -- Touches: KEYS[1..4] and <prefix><id> of expired ids.
@@ -12,7 +13,8 @@ local requeued, died = {}, {}
 for _, id in ipairs(expired) do
   local key = KEYS[5] .. id
   redis.call('ZREM', KEYS[2], id)
-  local f = redis.call('HMGET', key, F_ATTEMPTS, F_MAX_ATTEMPTS, F_PRIORITY, F_SEQ, F_STATE)
+  local f = redis.call('HMGET', key, F_ATTEMPTS, F_MAX_ATTEMPTS, F_PRIORITY, F_SEQ, F_STATE,
+    F_WAITERS)
   if f[5] == S_RUNNING then
     if tonumber(f[1]) >= tonumber(f[2]) then
       redis.call('HSET', key, F_STATE, S_DEAD,
@@ -21,6 +23,7 @@ for _, id in ipairs(expired) do
       redis.call('HDEL', key, F_TRACEBACK)
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('PEXPIRE', key, dead_ttl)
+      notify(key, KEYS[6] .. id, f[6])
       died[#died + 1] = id
     else
       redis.call('HSET', key, F_STATE, S_QUEUED)

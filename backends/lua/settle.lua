@@ -1,6 +1,6 @@
 -- settle: apply outcomes whose fencing token is still current.
 -- KEYS[1] running zset, KEYS[2] due zset, KEYS[3] dead zset, KEYS[4] wake list,
--- KEYS[4+i] task hash of outcome i.
+-- KEYS[4+i] task hash of outcome i, KEYS[4+n+i] its done list (n outcomes).
 -- ARGV[1] result ttl ms, ARGV[2] dead ttl ms, ARGV[3] backstop ttl ms,
 -- then 6 per outcome: id, token, kind (c complete | r retry | d dead), delay ms, data
 -- (the result for c, the error text for r and d), traceback (r and d; empty for none).
@@ -19,11 +19,12 @@ local function failed(key, state, b)
     redis.call('HSET', key, F_STATE, state, F_ERROR, ARGV[b + 5], F_TRACEBACK, tb)
   end
 end
-for i = 1, (#ARGV - 3) / 6 do
+local n = (#ARGV - 3) / 6
+for i = 1, n do
   local b = 3 + (i - 1) * 6
   local id, token, kind = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local key = KEYS[4 + i]
-  local f = redis.call('HMGET', key, F_TOKEN, F_STATE, F_CHUNKS)
+  local f = redis.call('HMGET', key, F_TOKEN, F_STATE, F_CHUNKS, F_WAITERS)
   if f[1] == token and f[2] == S_RUNNING then
     redis.call('ZREM', KEYS[1], id)
     if kind == 'c' then
@@ -40,6 +41,7 @@ for i = 1, (#ARGV - 3) / 6 do
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('PEXPIRE', key, dead_ttl)
     end
+    if kind ~= 'r' then notify(key, KEYS[4 + n + i], f[4]) end
     out[i] = 1
   elseif f[1] == token and f[2] == STATE_AFTER[kind] then
     out[i] = 1  -- this very settlement, sent again because its reply was lost

@@ -26,6 +26,7 @@ class TaskFields:
     result: str = "r"
     error: str = "e"
     traceback: str = "tb"
+    waiters: str = "wt"  # callers watching for this task to finish (see watch.lua)
 
     def lua(self) -> str:
         """Each field as a Lua local, `local F_STATE = 'st'`, for the script prelude."""
@@ -44,6 +45,9 @@ LISTPACK_CHUNKS = 96
 # The wake list holds at most WAKE_MAX tokens and expires after WAKE_TTL_MS without a push.
 WAKE_MAX = 64
 WAKE_TTL_MS = 3_600_000
+# A finished task's done list (one token per watcher) outlives the settlement this long, so
+# a watcher between its registration and its BLPOP still finds its token.
+DONE_TTL_MS = 60_000
 
 
 def payload_chunks(payload: bytes) -> list[bytes]:
@@ -91,6 +95,13 @@ class QueueKeys:
 
     def task(self, task_id: str) -> str:  # hash: payload, state, attempts, token, result
         return f"{self.task_prefix}{task_id}"
+
+    @property
+    def done_prefix(self) -> str:
+        return f"{self.base}:d:"
+
+    def done(self, task_id: str) -> str:  # list: a token per watcher once the task finished
+        return f"{self.done_prefix}{task_id}"
 
     def breaker(self, name: str) -> str:  # hash: shared circuit-breaker state
         return f"{self.base}:breaker:{name}"

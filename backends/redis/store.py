@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -36,6 +37,7 @@ from kew_plug.backends.redis.scripts import KIND_CODE, source
 from kew_plug.errors import Closed, InvalidArgument, QueueFull, StoreUnavailable
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.models import (
+    CancelOutcome,
     Claim,
     ClaimBatch,
     EnqueueReport,
@@ -102,7 +104,8 @@ class RedisStore(Store):
             raise InvalidArgument("replicas=N needs a redis:// or redis+cluster:// store URL")
         self.replicas = replicas
         self._scripts: dict[str, AsyncScript | PipeScript] = {}
-        for name in ("enqueue", "claim", "renew", "settle", "release", "recover", "requeue"):
+        scripts = ("enqueue", "claim", "renew", "settle", "release", "recover", "requeue")
+        for name in (*scripts, "cancel", "watch"):
             script = client.register_script(source(name))
             # Every script writes. Claims and renewals wait too: a claim the new primary
             # never saw would hand the task to a second worker after a failover.
@@ -221,6 +224,7 @@ class RedisStore(Store):
             return []
         k = self.keys(queue)
         keys = [k.running, k.due, k.dead, k.wake, *(k.task(o.id) for o in outcomes)]
+        keys += [k.done(o.id) for o in outcomes]
         args: list[Any] = [self.result_ttl_ms, self.dead_ttl_ms, self.backstop_ms]
         for o in outcomes:
             data = o.result if o.kind is OutcomeKind.COMPLETE else o.error
@@ -246,11 +250,39 @@ class RedisStore(Store):
 
     async def recover(self, queue: str) -> RecoverReport:
         k = self.keys(queue)
-        keys = [k.ready, k.running, k.dead, k.wake, k.task_prefix]
+        keys = [k.ready, k.running, k.dead, k.wake, k.task_prefix, k.done_prefix]
         reply = await self._run("recover", keys, [self.dead_ttl_ms, self.backstop_ms], again=True)
         n = int(reply[0])
         ids = [_text(x) for x in reply[1:]]
         return RecoverReport(requeued=ids[:n], dead=ids[n:])
+
+    async def cancel(self, queue: str, task_ids: Sequence[str]) -> list[CancelOutcome]:
+        if not task_ids:
+            return []
+        k = self.keys(queue)
+        keys = [k.ready, k.due, k.running]
+        for task_id in task_ids:
+            keys += [k.task(task_id), k.done(task_id)]
+        # Cancelling twice changes nothing the second time, so a lost reply may be retried.
+        reply = await self._run("cancel", keys, [self.result_ttl_ms, *task_ids], again=True)
+        return [_CANCEL_REPLY[int(x)] for x in reply]
+
+    async def watch(self, queue: str, task_ids: Sequence[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        k = self.keys(queue)
+        states = await self._run("watch", [k.task(i) for i in task_ids], [], again=True)
+        pending = {k.done(i) for i, s in zip(task_ids, states, strict=True) if int(s) == 2}
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            keys, wait_s = sorted(pending), max(left, 0.001)
+            got = await self._again(
+                lambda keys=keys, wait_s=wait_s: self.client.blpop(keys, timeout=wait_s)  # type: ignore[misc]
+            )
+            if got is None:
+                return
+            pending.discard(_text(got[0]))
 
     async def get(self, queue: str, task_id: str) -> TaskRecord | None:
         key = self.keys(queue).task(task_id)
@@ -441,6 +473,12 @@ def _claims(reply: list[Any]) -> list[Claim]:
 
 
 _B = {name: getattr(FIELD, name).encode() for name in FIELD.__dataclass_fields__}
+_CANCEL_REPLY = [
+    CancelOutcome.UNKNOWN,
+    CancelOutcome.FINISHED,
+    CancelOutcome.CANCELLED,
+    CancelOutcome.CANCELLED_RUNNING,
+]
 
 
 def _record(queue: str, task_id: str, h: dict[bytes, bytes]) -> TaskRecord | None:
