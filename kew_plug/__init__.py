@@ -25,6 +25,7 @@ from kew_plug.errors import (
     TaskTimeout,
     UnknownBackend,
 )
+from kew_plug.extras import missing_extra
 from kew_plug.hooks import TaskEvent
 from kew_plug.interfaces import Breaker, BreakerState, Serializer, Store
 from kew_plug.models import (
@@ -74,7 +75,14 @@ def __getattr__(name: str) -> Any:
     module = _PARTS.get(name)
     if module is None:
         raise AttributeError(f"module 'kew_plug' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as e:
+        hint = missing_extra(e)
+        if hint is None:
+            raise
+        raise ImportError(f"kew_plug.{name}: {hint}", name=e.name) from e
+    value = getattr(imported, name)
     globals()[name] = value  # once imported, a plain attribute
     return value
 

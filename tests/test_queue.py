@@ -537,3 +537,15 @@ def test_a_missing_optional_dependency_names_its_extra(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "dill", None)  # import dill now raises ImportError
     with pytest.raises(UnknownBackend, match=r"pip install 'kew-plug\[dill\]'"):
         Queue("memory", "dill")
+
+
+def test_a_lazily_exported_part_names_its_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import kew_plug
+
+    monkeypatch.setitem(sys.modules, "fakeredis", None)
+    monkeypatch.delitem(sys.modules, "kew_plug.backends.fake", raising=False)
+    monkeypatch.delitem(kew_plug.__dict__, "FakeRedisStore", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'kew-plug\[fakeredis\]'"):
+        kew_plug.FakeRedisStore  # noqa: B018
