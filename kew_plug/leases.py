@@ -1,0 +1,117 @@
+"""The lease book: which claims this worker holds, until when, and the loop that renews
+them; plus the recovery loop that hands back expired leases of workers that died."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from kew_plug.backoff import Backoff
+from kew_plug.interfaces import Store
+from kew_plug.models import Claim
+from kew_plug.stats import WorkerStats
+
+log = logging.getLogger("kew_plug.worker")
+LEASE_MARGIN_S = 0.05  # do not start a task this close to the end of its lease
+
+
+class LeaseBook:
+    """Claims held (claimed and not yet settled or released) and, for those whose task has
+    not finished, the local monotonic time their lease runs out."""
+
+    def __init__(self, store: Store, queue: str, lease_ms: int, stats: WorkerStats) -> None:
+        self.store, self.queue, self.lease_ms, self.stats = store, queue, lease_ms, stats
+        self._held: dict[str, Claim] = {}
+        self._deadline: dict[str, float] = {}
+        self._stopped = False
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def add(self, claim: Claim, claimed_at: float) -> None:
+        """`claimed_at` is taken before the claim call: the store's deadline is later."""
+        self._held[claim.id] = claim
+        self._deadline[claim.id] = claimed_at + self.lease_ms / 1000
+
+    def startable(self, task_id: str) -> bool:
+        """False when the lease is (about to be) over before the task began: another worker
+        may already have it, so starting it would run it twice."""
+        return time.monotonic() < self._deadline.get(task_id, 0.0) - LEASE_MARGIN_S
+
+    def finished(self, task_id: str) -> None:
+        """The task's body is over; its claim stays held until settled or released."""
+        self._deadline.pop(task_id, None)
+
+    def drop(self, task_id: str) -> Claim | None:
+        return self._held.pop(task_id, None)
+
+    def held_except(self, ids: set[str]) -> list[Claim]:
+        return [c for c in self._held.values() if c.id not in ids]
+
+    async def renew_loop(self, settling: Callable[[], set[str]]) -> None:
+        """Renew every held lease each third of the lease. `settling` names the claims whose
+        outcome is on its way to the store: the store may report them lost because the
+        settlement got there first, and the outbox reports its own verdict for them."""
+        renew_every = self.lease_ms / 3000
+        backoff = Backoff("renew")
+        while not self._stopped:
+            await asyncio.sleep(renew_every)
+            if not self._held:
+                continue
+            claims = list(self._held.values())
+            sent = time.monotonic()
+            try:
+                held = await self.store.renew(self.queue, claims, self.lease_ms)
+            except Exception as e:  # a store failure must never kill the worker loop
+                self.stats.store_errors += 1
+                await asyncio.sleep(backoff.failed(e))
+                continue
+            backoff.ok()
+            in_settlement = settling()
+            for claim, ok in zip(claims, held, strict=True):
+                if ok and claim.id in self._deadline:
+                    self._deadline[claim.id] = sent + self.lease_ms / 1000
+                if ok or claim.id in in_settlement:
+                    continue
+                if self._held.pop(claim.id, None) is not None:
+                    self.stats.stale += 1
+                    log.warning("lease of task %s was lost while it ran", claim.id)
+
+    async def release(self, claims: Iterable[Claim]) -> None:
+        """Hand claims back unfinished (attempt not counted), so another worker takes them."""
+        claims = list(claims)
+        for c in claims:
+            self._held.pop(c.id, None)
+        if not claims:
+            return
+        try:
+            released = await self.store.release(self.queue, claims)
+        except Exception as e:  # a store failure must never kill the worker loop
+            log.warning(
+                "could not release %d claims (%s); their leases will expire", len(claims), e
+            )
+            return
+        self.stats.released += sum(released)
+
+    def stop(self) -> None:
+        """Also a flag: a client library that swallows a cancellation must not keep the loop
+        alive forever."""
+        self._stopped = True
+
+
+async def recover_loop(
+    store: Store, queue: str, interval: float, stats: WorkerStats, stopped: Callable[[], bool]
+) -> None:
+    """Every `interval`, hand back tasks whose lease expired (their worker died or stalled)."""
+    backoff = Backoff("recover")
+    while not stopped():
+        await asyncio.sleep(interval)
+        try:
+            await store.recover(queue)
+        except Exception as e:  # a store failure must never kill the worker loop
+            stats.store_errors += 1
+            await asyncio.sleep(backoff.failed(e))
+            continue
+        backoff.ok()
