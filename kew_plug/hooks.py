@@ -21,6 +21,8 @@ class TaskEvent:
     will_retry: bool = False
     result: Any = None
     token: int = 0
+    #: The failed attempt's formatted traceback, bounded in size (on_fail only).
+    traceback: str | None = None
 
 
 Hook = Callable[[TaskEvent], Awaitable[None] | None]

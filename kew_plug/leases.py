@@ -104,14 +104,26 @@ class LeaseBook:
 async def recover_loop(
     store: Store, queue: str, interval: float, stats: WorkerStats, stopped: Callable[[], bool]
 ) -> None:
-    """Every `interval`, hand back tasks whose lease expired (their worker died or stalled)."""
+    """Every `interval`, hand back tasks whose lease expired (their worker died or stalled),
+    with one log line per batch that found any."""
     backoff = Backoff("recover")
     while not stopped():
         await asyncio.sleep(interval)
         try:
-            await store.recover(queue)
+            report = await store.recover(queue)
         except Exception as e:  # a store failure must never kill the worker loop
             stats.store_errors += 1
             await asyncio.sleep(backoff.failed(e))
             continue
         backoff.ok()
+        if report.requeued or report.dead:
+            stats.recovered += len(report.requeued)
+            stats.recovered_dead += len(report.dead)
+            log.warning(
+                "recovered %d tasks of queue %r whose lease expired (worker died or stalled): "
+                "%d requeued, %d dead (attempts used up)",
+                len(report.requeued) + len(report.dead),
+                queue,
+                len(report.requeued),
+                len(report.dead),
+            )

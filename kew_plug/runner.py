@@ -1,22 +1,25 @@
 """The runner: one claimed task from bytes to outcome. It decodes the payload, asks the
 breaker, checks the lease is still good, calls the function (coroutines on the loop, plain
-functions in a thread), encodes the result, and puts the outcome in the outbox."""
+functions in the executor: threads or processes), encodes the result, and puts the outcome
+in the outbox. A failed attempt keeps its traceback, bounded, for the store, the on_fail
+hooks and one log line."""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kew_plug.backoff import Backoff
 from kew_plug.context import TaskContext, set_current
 from kew_plug.errors import PayloadError, SerializationError, TaskTimeout
+from kew_plug.executors import Executor
 from kew_plug.hooks import Hook, TaskEvent, run_hooks
+from kew_plug.interfaces import Breaker
 from kew_plug.leases import LeaseBook
 from kew_plug.models import Claim, Outcome, OutcomeKind
 from kew_plug.outbox import Outbox
@@ -25,6 +28,7 @@ from kew_plug.retry import RetryPolicy
 from kew_plug.stats import WorkerStats
 
 log = logging.getLogger("kew_plug.worker")
+TRACEBACK_LIMIT = 8192  # characters of a failed attempt's traceback that are kept
 
 
 class Runner:
@@ -37,10 +41,12 @@ class Runner:
         stats: WorkerStats,
         retry: RetryPolicy,
         hooks: dict[str, list[Hook]],
-        pool: ThreadPoolExecutor,
+        executor: Executor,
     ) -> None:
+        """`executor` runs the plain (sync) functions; coroutines run on the loop."""
         self.queue, self.worker_id, self.book, self.outbox = queue, worker_id, book, outbox
-        self.stats, self.retry, self.hooks, self.pool = stats, retry, hooks, pool
+        self.stats, self.retry, self.hooks, self.executor = stats, retry, hooks, executor
+        self._breaker_backoff = Backoff("breaker")
 
     async def execute(self, claim: Claim, claimed_wall: float) -> None:
         event = TaskEvent(claim.id, claim.attempt, claim.max_attempts)
@@ -59,8 +65,7 @@ class Runner:
             await self._fail(claim, event, f"PayloadError: {what}", final=True)
             return
         breaker = self.queue.breaker
-        if breaker is not None and not await breaker.allow():
-            self.stats.breaker_denied += 1
+        if breaker is not None and not await self._allowed(breaker):
             await self.book.release([claim])
             return
         if not self.book.startable(claim.id):
@@ -90,7 +95,7 @@ class Runner:
         except asyncio.CancelledError:
             raise  # only shutdown cancels a task; its claim is released, not failed
         except BaseException as e:
-            await self._failed_call(claim, event, f"{type(e).__name__}: {e}", started)
+            await self._failed_call(claim, event, e, started)
             return
         duration = time.monotonic() - started
         try:
@@ -102,12 +107,23 @@ class Runner:
             msg = f"result is {len(blob)} bytes, over the limit of {self.queue.max_payload_bytes}"
             await self._fail(claim, event, msg, final=True)
             return
-        if breaker is not None:
-            await breaker.record_success()
+        await self._breaker_says(True)
         self.outbox.put(Outcome(claim.id, claim.token, OutcomeKind.COMPLETE, result=blob))
         self.stats.completed += 1
         done = TaskEvent(claim.id, claim.attempt, claim.max_attempts, duration, result=result)
         await run_hooks("complete", self.hooks["complete"], done)
+
+    async def _allowed(self, breaker: Breaker) -> bool:
+        try:
+            allowed = await breaker.allow()
+        except Exception as e:  # a shared breaker's store failing: hand the task back
+            self.stats.store_errors += 1
+            self._breaker_backoff.failed(e)
+            return False
+        self._breaker_backoff.ok()
+        if not allowed:
+            self.stats.breaker_denied += 1
+        return allowed
 
     async def _call(
         self,
@@ -116,50 +132,109 @@ class Runner:
         kwargs: dict[str, Any],
         timeout: float | None,
     ) -> Any:
+        loop = asyncio.get_running_loop()
+        ends = None if timeout is None else loop.time() + timeout
         if inspect.iscoroutinefunction(fn):
-            aw: Any = fn(*args, **kwargs)
-        else:
-            ctx = contextvars.copy_context()
-            call = functools.partial(ctx.run, fn, *args, **kwargs)
-            aw = asyncio.get_running_loop().run_in_executor(self.pool, call)
-        if timeout is None:
-            result = await aw
-            if inspect.isawaitable(result):  # a sync function that returned a coroutine
-                result = await result
-            return result
+            return await _awaited(fn(*args, **kwargs), timeout)
         try:
-            async with asyncio.timeout(timeout) as scope:
-                result = await aw
-                if inspect.isawaitable(result):
-                    result = await result
-        except TimeoutError:
-            if scope.expired():
-                raise TaskTimeout(f"ran over its timeout of {timeout} s; cancelled") from None
-            raise
+            result = await self.executor.run(fn, args, kwargs, timeout)
+        finally:
+            self.stats.abandoned_threads = self.executor.abandoned
+            self.stats.killed_processes = self.executor.killed
+        if inspect.isawaitable(result):  # a sync function that returned a coroutine
+            result = await _awaited(result, None if ends is None else ends - loop.time())
         return result
 
     async def _failed_call(
-        self, claim: Claim, event: TaskEvent, error: str, started: float
+        self, claim: Claim, event: TaskEvent, e: BaseException, started: float
     ) -> None:
-        if self.queue.breaker is not None:
-            await self.queue.breaker.record_failure()
-        await self._fail(claim, event, error, final=False, duration=time.monotonic() - started)
+        await self._breaker_says(False)
+        await self._fail(
+            claim,
+            event,
+            f"{type(e).__name__}: {e}",
+            final=False,
+            duration=time.monotonic() - started,
+            trace=bounded_traceback(e),
+        )
+
+    async def _breaker_says(self, ok: bool) -> None:
+        breaker = self.queue.breaker
+        if breaker is None:
+            return
+        try:
+            await (breaker.record_success() if ok else breaker.record_failure())
+        except Exception as e:  # the breaker's store failing must not lose the outcome
+            self.stats.store_errors += 1
+            self._breaker_backoff.failed(e)
+        else:
+            self._breaker_backoff.ok()
 
     async def _fail(
-        self, claim: Claim, event: TaskEvent, error: str, *, final: bool, duration: float = 0.0
+        self,
+        claim: Claim,
+        event: TaskEvent,
+        error: str,
+        *,
+        final: bool,
+        duration: float = 0.0,
+        trace: str | None = None,
     ) -> None:
         retry = not final and claim.attempt < claim.max_attempts
         if retry:
-            delay_ms = int(self.retry.delay(claim.attempt) * 1000)
-            self.outbox.put(
-                Outcome(claim.id, claim.token, OutcomeKind.RETRY, error=error, delay_ms=delay_ms)
+            delay = self.retry.delay(claim.attempt)
+            outcome = Outcome(
+                claim.id,
+                claim.token,
+                OutcomeKind.RETRY,
+                error=error,
+                delay_ms=int(delay * 1000),
+                traceback=trace,
             )
             self.stats.retried += 1
+            then = f"retry in {delay:.2f} s"
         else:
-            self.outbox.put(Outcome(claim.id, claim.token, OutcomeKind.DEAD, error=error))
+            outcome = Outcome(claim.id, claim.token, OutcomeKind.DEAD, error=error, traceback=trace)
             self.stats.dead += 1
-            log.warning("task %s dead after attempt %d: %s", claim.id, claim.attempt, error)
+            then = "dead"
+        self.outbox.put(outcome)
+        log.warning(
+            "task %s attempt %d of %d failed (%s): %s%s",
+            claim.id,
+            claim.attempt,
+            claim.max_attempts,
+            then,
+            error,
+            "" if trace is None else "\n" + trace.rstrip(),
+        )
         failed = TaskEvent(
-            claim.id, claim.attempt, claim.max_attempts, duration, error=error, will_retry=retry
+            claim.id,
+            claim.attempt,
+            claim.max_attempts,
+            duration,
+            error=error,
+            will_retry=retry,
+            traceback=trace,
         )
         await run_hooks("fail", self.hooks["fail"], failed)
+
+
+async def _awaited(aw: Awaitable[Any], timeout: float | None) -> Any:
+    """Await a task's coroutine within its timeout; TaskTimeout names the limit and chains
+    the cancellation, so the traceback shows where the coroutine was when time ran out."""
+    try:
+        async with asyncio.timeout(None if timeout is None else max(0.0, timeout)) as scope:
+            return await aw
+    except TimeoutError as e:
+        if scope.expired():
+            raise TaskTimeout(f"ran over its timeout of {timeout} s; cancelled") from e
+        raise
+
+
+def bounded_traceback(e: BaseException, limit: int = TRACEBACK_LIMIT) -> str:
+    """The formatted traceback, its last `limit` characters (the innermost frames and the
+    error are at the end)."""
+    text = "".join(traceback.format_exception(e))
+    if len(text) <= limit:
+        return text
+    return f"[{len(text) - limit} earlier characters cut]\n" + text[-limit:]

@@ -17,3 +17,7 @@ class WorkerStats:
     vanished: int = 0  # queued ids whose record was gone when claimed
     expired_unstarted: int = 0  # claims whose lease ran out before the task could start
     store_errors: int = 0
+    recovered: int = 0  # expired leases (of dead or stalled workers) this worker requeued
+    recovered_dead: int = 0  # expired leases it dead-lettered: their attempts were used up
+    abandoned_threads: int = 0  # sync tasks past their timeout whose thread runs on (daemon)
+    killed_processes: int = 0  # task processes killed at a timeout (executor="process")

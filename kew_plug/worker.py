@@ -16,10 +16,12 @@ import socket
 import time
 import uuid
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from kew_plug import validate
 from kew_plug.backoff import Backoff
+from kew_plug.errors import InvalidArgument
+from kew_plug.executors import make_executor
 from kew_plug.hooks import Hook
 from kew_plug.interfaces import BreakerState
 from kew_plug.leases import LeaseBook, recover_loop
@@ -31,18 +33,51 @@ from kew_plug.runner import Runner
 from kew_plug.stats import WorkerStats
 
 log = logging.getLogger("kew_plug.worker")
+EXECUTORS = ("thread", "process")
+MIN_LEASE_S = 0.05  # renewal runs every third of the lease: shorter would spin
+MIN_INTERVAL_S = 0.01
+MIN_WAIT_S = 0.001
 HALF_OPEN_PAUSE = 0.05  # s between claims while another call holds the half-open probe
 
 __all__ = ["Worker", "WorkerStats"]
 
 
 class Worker:
+    """Runs the tasks of one queue in this process's event loop.
+
+    Parameters (all but `queue` keyword-only; bad values raise `InvalidArgument`):
+
+    - `queue`: the `Queue` whose tasks to run; its store, serializer and breaker are used.
+    - `concurrency` (10): tasks run at once; also how many are claimed at most per call.
+    - `lease` (5.0 s): how long a claim stays ours without renewal. Renewed every third of
+      it while the task runs, so tasks may run far longer; if this process dies, its tasks
+      run elsewhere about `lease + recover_interval` later. At least 0.05 s.
+    - `shutdown_timeout` (10.0 s): on stop, how long running tasks may finish before they
+      are cancelled and their claims released (>= 0).
+    - `recover_interval` (1.0 s): how often this worker hands back expired leases of dead
+      or stalled workers (`Store.recover`). At least 0.01 s: it must not spin.
+    - `wait_timeout` (1.0 s): the longest an idle worker blocks in `Store.wait` before it
+      claims again (a wake-up usually comes much sooner). At least 0.001 s.
+    - `retry` (`RetryPolicy()`): backoff between failed attempts.
+    - `on_start`, `on_complete`, `on_fail`, `on_stale`: hooks (plain or async callables
+      taking a `TaskEvent`); one that raises is logged and ignored. `on_fail` gets each
+      failed attempt with its error, traceback and whether it will be retried; `on_stale`
+      a settlement refused because the lease had been lost.
+    - `name`: this worker's id in the store (default `host:pid:random`).
+    - `executor` ("thread"): where plain (sync) functions run; coroutines always run on the
+      loop. "thread": daemon threads; a task past its timeout fails at once and its thread,
+      which Python cannot kill, is abandoned (counted in `stats.abandoned_threads`) without
+      keeping the process from exiting. "process": one process per slot, so CPU-bound
+      functions use several cores, and a task past its timeout is killed with its process,
+      which is replaced. Functions, arguments and results must then pickle (cloudpickle).
+    """
+
     def __init__(
         self,
         queue: Queue,
         *,
         concurrency: int = 10,
-        lease: float = 30.0,
+        lease: float = 5.0,
         shutdown_timeout: float = 10.0,
         recover_interval: float = 1.0,
         wait_timeout: float = 1.0,
@@ -52,24 +87,32 @@ class Worker:
         on_fail: list[Hook] | None = None,
         on_stale: list[Hook] | None = None,
         name: str | None = None,
+        executor: str = "thread",
     ) -> None:
-        if concurrency < 1 or lease <= 0 or shutdown_timeout < 0 or wait_timeout <= 0:
-            raise ValueError(
-                "Worker needs concurrency >= 1, lease > 0, shutdown_timeout >= 0, wait_timeout > 0"
-            )
+        if not isinstance(queue, Queue):
+            raise InvalidArgument(f"Worker needs a Queue, not {type(queue).__name__}")
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise InvalidArgument(f"Worker needs concurrency >= 1 (an int), got {concurrency!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArgument(f"Worker needs retry to be a RetryPolicy, not {retry!r}")
+        if executor not in EXECUTORS:
+            raise InvalidArgument(f"Worker needs executor in {EXECUTORS}, got {executor!r}")
         self.queue = queue
         self.concurrency = concurrency
-        self.lease_ms = int(lease * 1000)
-        self.shutdown_timeout = shutdown_timeout
-        self.recover_interval = recover_interval
-        self.wait_timeout = wait_timeout
+        self.lease_ms = int(_seconds("lease", lease, MIN_LEASE_S) * 1000)
+        self.shutdown_timeout = _seconds("shutdown_timeout", shutdown_timeout, 0.0)
+        self.recover_interval = _seconds("recover_interval", recover_interval, MIN_INTERVAL_S)
+        self.wait_timeout = _seconds("wait_timeout", wait_timeout, MIN_WAIT_S)
         self.retry = retry or RetryPolicy()
+        self.executor = executor
         self.hooks: dict[str, list[Hook]] = {
-            "start": list(on_start or ()),
-            "complete": list(on_complete or ()),
-            "fail": list(on_fail or ()),
-            "stale": list(on_stale or ()),
+            "start": _hooks("on_start", on_start),
+            "complete": _hooks("on_complete", on_complete),
+            "fail": _hooks("on_fail", on_fail),
+            "stale": _hooks("on_stale", on_stale),
         }
+        if name is not None:
+            validate.name("worker name", name)
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = WorkerStats()
         self._active: dict[str, asyncio.Task[None]] = {}
@@ -114,7 +157,7 @@ class Worker:
         # that finished ends the half-open pause.
         self._eager_wake = until_idle or self.queue.breaker is not None
         await self.queue.store.ping()  # an unreachable or refusing store fails now, in one line
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="kew-task")
+        pool = make_executor(self.executor, self.concurrency)
         runner = Runner(
             self.queue,
             self.id,
@@ -140,12 +183,12 @@ class Worker:
             await self._claim_loop(runner, until_idle)
         finally:
             await self._shutdown(background)
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.close()
         return self.stats
 
     async def _claim_loop(self, runner: Runner, until_idle: bool) -> None:
         store, q, breaker = self.queue.store, self.queue.name, self.queue.breaker
-        backoff = Backoff("claim")
+        backoff, waiting, gate = Backoff("claim"), Backoff("wait"), Backoff("breaker")
         while not self._stop.is_set():
             half_open = False
             free = self.concurrency - len(self._active)
@@ -154,9 +197,16 @@ class Worker:
                 await self._until(self._slot_free.wait(), None)
                 continue
             if breaker is not None:
-                state = await breaker.state()
+                try:
+                    state = await breaker.state()
+                    pause = await breaker.retry_after() if state is BreakerState.OPEN else 0.0
+                except Exception as e:  # a shared breaker lives in a store that may fail
+                    self.stats.store_errors += 1
+                    await self._until(self._stop.wait(), gate.failed(e))
+                    continue
+                gate.ok()
                 if state is BreakerState.OPEN:
-                    await self._until(self._stop.wait(), max(0.01, await breaker.retry_after()))
+                    await self._until(self._stop.wait(), max(0.01, pause))
                     continue
                 if state is BreakerState.HALF_OPEN:
                     free = min(free, breaker.half_open_max_calls)
@@ -191,17 +241,21 @@ class Worker:
             timeout = self.wait_timeout
             if batch.next_due_ms is not None:
                 timeout = max(0.001, min(timeout, batch.next_due_ms / 1000))
-            with contextlib.suppress(ConnectionError):
-                await self._until(store.wait(q, timeout), None, self._wake.wait())
+            failure = await self._until(store.wait(q, timeout), None, self._wake.wait())
+            if failure is None:
+                waiting.ok()
+            else:  # not fatal: the next claim finds the work anyway; but do not spin
+                self.stats.store_errors += 1
+                await self._until(self._stop.wait(), waiting.failed(failure))
 
     async def _until(
         self,
         aw: Coroutine[Any, Any, Any],
         timeout: float | None,
         also: Coroutine[Any, Any, Any] | None = None,
-    ) -> None:
+    ) -> Exception | None:
         """Await `aw` but return early when stop() is called, `also` finishes or `timeout`
-        passes."""
+        passes. Returns what `aw` raised, if it raised."""
         task = asyncio.ensure_future(aw)
         stop = asyncio.ensure_future(self._stop.wait())
         extra = asyncio.ensure_future(also) if also is not None else None
@@ -212,11 +266,17 @@ class Worker:
             for t in waited:
                 if not t.done():
                     t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await task
             for t in waited - {task}:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # we were cancelled ourselves, not just the task we gave up on
+        except Exception as e:
+            return e
+        return None
 
     async def _idle(self) -> bool:
         if self._active or self._book or self._outbox:
@@ -271,3 +331,18 @@ class Worker:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+
+
+def _seconds(kind: str, value: object, minimum: float) -> float:
+    seconds = validate.seconds(f"Worker {kind}", value)
+    if seconds < minimum:
+        raise InvalidArgument(f"Worker needs {kind} >= {minimum} s, got {seconds}")
+    return seconds
+
+
+def _hooks(kind: str, hooks: list[Hook] | None) -> list[Hook]:
+    listed = list(hooks or ())
+    for hook in listed:
+        if not callable(hook):
+            raise InvalidArgument(f"Worker {kind} must list callables, not {hook!r}")
+    return listed
