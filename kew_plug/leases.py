@@ -56,8 +56,10 @@ class LeaseBook:
         settlement got there first, and the outbox reports its own verdict for them."""
         renew_every = self.lease_ms / 3000
         backoff = Backoff("renew")
+        pause = renew_every
         while not self._stopped:
-            await asyncio.sleep(renew_every)
+            await asyncio.sleep(pause)
+            pause = renew_every
             if not self._held:
                 continue
             claims = list(self._held.values())
@@ -66,7 +68,8 @@ class LeaseBook:
                 held = await self.store.renew(self.queue, claims, self.lease_ms)
             except Exception as e:  # a store failure must never kill the worker loop
                 self.stats.store_errors += 1
-                await asyncio.sleep(backoff.failed(e))
+                # Try again sooner than usual (the lease is running out), never in a spin.
+                pause = min(backoff.failed(e), renew_every / 2)
                 continue
             backoff.ok()
             in_settlement = settling()

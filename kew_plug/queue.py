@@ -210,6 +210,8 @@ class Queue:
     # -- reading back ---------------------------------------------------------------------
 
     async def info(self, task_id: str) -> TaskRecord | None:
+        """The task's record (state, attempts, last error and, after a failed attempt, its
+        formatted traceback in `traceback`), or None for an unknown or expired id."""
         return await self.store.get(self.name, task_id)
 
     async def status(self, task_id: str) -> TaskState | None:

@@ -189,6 +189,7 @@ class Worker:
     async def _claim_loop(self, runner: Runner, until_idle: bool) -> None:
         store, q, breaker = self.queue.store, self.queue.name, self.queue.breaker
         backoff, waiting, gate = Backoff("claim"), Backoff("wait"), Backoff("breaker")
+        counting = Backoff("stats")
         while not self._stop.is_set():
             half_open = False
             free = self.concurrency - len(self._active)
@@ -236,7 +237,7 @@ class Worker:
                     # once: pace them instead of spinning claim/release against the store.
                     await self._until(self._wake.wait(), HALF_OPEN_PAUSE)
                 continue
-            if until_idle and not batch.claims and await self._idle():
+            if until_idle and not batch.claims and await self._idle(counting):
                 return
             timeout = self.wait_timeout
             if batch.next_due_ms is not None:
@@ -278,13 +279,16 @@ class Worker:
             return e
         return None
 
-    async def _idle(self) -> bool:
+    async def _idle(self, backoff: Backoff) -> bool:
         if self._active or self._book or self._outbox:
             return False
         try:
             stats = await self.queue.store.stats(self.queue.name)
-        except Exception:
-            return False  # the store is failing: not idle as far as we can tell
+        except Exception as e:  # the store is failing: not idle as far as we can tell
+            self.stats.store_errors += 1
+            backoff.failed(e)  # the wait that follows is the pause
+            return False
+        backoff.ok()
         return stats.pending == 0
 
     # -- slots ----------------------------------------------------------------------------
