@@ -23,7 +23,7 @@ from kew_plug.backoff import Backoff
 from kew_plug.errors import InvalidArgument
 from kew_plug.executors import make_executor
 from kew_plug.hooks import Hook
-from kew_plug.interfaces import BreakerState
+from kew_plug.interfaces import Breaker, BreakerState
 from kew_plug.leases import LeaseBook, recover_loop
 from kew_plug.models import Claim
 from kew_plug.outbox import Outbox
@@ -198,20 +198,11 @@ class Worker:
                 await self._until(self._slot_free.wait(), None)
                 continue
             if breaker is not None:
-                try:
-                    state = await breaker.state()
-                    pause = await breaker.retry_after() if state is BreakerState.OPEN else 0.0
-                except Exception as e:  # a shared breaker lives in a store that may fail
-                    self.stats.store_errors += 1
-                    await self._until(self._stop.wait(), gate.failed(e))
+                gated = await self._breaker_limit(breaker, gate)
+                if gated is None:
                     continue
-                gate.ok()
-                if state is BreakerState.OPEN:
-                    await self._until(self._stop.wait(), max(0.01, pause))
-                    continue
-                if state is BreakerState.HALF_OPEN:
-                    free = min(free, breaker.half_open_max_calls)
-                    half_open = True
+                limit, half_open = gated
+                free = min(free, limit)
             self._wake.clear()
             # Taken before the call: the store's deadline is at least this plus the lease.
             claimed_at, claimed_wall = time.monotonic(), time.time()
@@ -248,6 +239,25 @@ class Worker:
             else:  # not fatal: the next claim finds the work anyway; but do not spin
                 self.stats.store_errors += 1
                 await self._until(self._stop.wait(), waiting.failed(failure))
+
+    async def _breaker_limit(self, breaker: Breaker, gate: Backoff) -> tuple[int, bool] | None:
+        """How many tasks the breaker lets us claim now (all while closed, its probe count
+        while half-open) and whether it is half-open. None after waiting out an open
+        breaker (or a failing one)."""
+        try:
+            state = await breaker.state()
+            pause = await breaker.retry_after() if state is BreakerState.OPEN else 0.0
+        except Exception as e:  # a shared breaker lives in a store that may fail
+            self.stats.store_errors += 1
+            await self._until(self._stop.wait(), gate.failed(e))
+            return None
+        gate.ok()
+        if state is BreakerState.OPEN:
+            await self._until(self._stop.wait(), max(0.01, pause))
+            return None
+        if state is BreakerState.HALF_OPEN:
+            return breaker.half_open_max_calls, True
+        return self.concurrency, False
 
     async def _until(
         self,
