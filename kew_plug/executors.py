@@ -103,19 +103,20 @@ class ThreadExecutor:
         except TimeoutError:
             if not scope.expired():
                 raise
-            stack = self._abandon(thread, f"it ran over its timeout of {timeout} s")
+            stack = self._abandon(thread, future, f"it ran over its timeout of {timeout} s")
             error = TaskTimeout(f"ran over its timeout of {timeout} s; its thread was abandoned")
             raise error from ForeignTraceback(f"{thread.name} was here:\n{stack}")
         except asyncio.CancelledError:
-            if not future.done():
-                self._abandon(thread, "the worker stopped")
+            self._abandon(thread, future, "the worker stopped")
             raise
 
-    def _abandon(self, thread: _Thread, why: str) -> str:
+    def _abandon(self, thread: _Thread, future: Future[Any], why: str) -> str:
         frame = sys._current_frames().get(thread.ident or -1)
         stack = "".join(traceback.format_stack(frame))[-STACK_LIMIT:] if frame else "(gone)\n"
         with self._lock:
-            if thread.abandoned or not thread.is_alive():
+            # A call that finished just as time ran out left its thread free for other work:
+            # that thread is not stuck. (It reports back under this lock, after the result.)
+            if future.done() or thread.abandoned:
                 return stack
             thread.abandoned = True
             self.abandoned += 1

@@ -40,12 +40,19 @@ class LeaseBook:
         may already have it, so starting it would run it twice."""
         return time.monotonic() < self._deadline.get(task_id, 0.0) - LEASE_MARGIN_S
 
-    def finished(self, task_id: str) -> None:
-        """The task's body is over; its claim stays held until settled or released."""
-        self._deadline.pop(task_id, None)
+    def finished(self, claim: Claim) -> None:
+        """The claim's task body is over; the claim stays held until settled or released."""
+        if self._held.get(claim.id) is claim:
+            self._deadline.pop(claim.id, None)
 
-    def drop(self, task_id: str) -> Claim | None:
-        return self._held.pop(task_id, None)
+    def drop(self, task_id: str, token: int | None = None) -> Claim | None:
+        """Forget a claim (settled, released or lost). With `token`, only that claim: the
+        task may have been claimed again (a retry) before an old claim's reply arrived."""
+        held = self._held.get(task_id)
+        if held is None or (token is not None and held.token != token):
+            return None
+        self._deadline.pop(task_id, None)
+        return self._held.pop(task_id)
 
     def held_except(self, ids: set[str]) -> list[Claim]:
         return [c for c in self._held.values() if c.id not in ids]
@@ -74,19 +81,23 @@ class LeaseBook:
             backoff.ok()
             in_settlement = settling()
             for claim, ok in zip(claims, held, strict=True):
+                # Meanwhile the claim may have been settled, and the task (a retry) claimed
+                # again under a new token: the verdict is about the old claim only.
+                if self._held.get(claim.id) is not claim:
+                    continue
                 if ok and claim.id in self._deadline:
                     self._deadline[claim.id] = sent + self.lease_ms / 1000
                 if ok or claim.id in in_settlement:
                     continue
-                if self._held.pop(claim.id, None) is not None:
-                    self.stats.stale += 1
-                    log.warning("lease of task %s was lost while it ran", claim.id)
+                del self._held[claim.id]
+                self.stats.stale += 1
+                log.warning("lease of task %s was lost while it ran", claim.id)
 
     async def release(self, claims: Iterable[Claim]) -> None:
         """Hand claims back unfinished (attempt not counted), so another worker takes them."""
         claims = list(claims)
         for c in claims:
-            self._held.pop(c.id, None)
+            self.drop(c.id, c.token)
         if not claims:
             return
         try:

@@ -72,7 +72,7 @@ class Outbox:
                 self._in_flight = set()
             backoff.ok()
             for outcome, ok in zip(batch, applied, strict=True):
-                self.book.drop(outcome.id)
+                self.book.drop(outcome.id, outcome.token)
                 if not ok:
                     self.stats.stale += 1
                     log.warning("settlement of task %s refused: its lease was lost", outcome.id)

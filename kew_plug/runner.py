@@ -71,7 +71,7 @@ class Runner:
         if not self.book.startable(claim.id):
             # This process stalled (stopped, swapped, starved) past the lease before the task
             # began: another worker may already have it. Starting now would run it twice.
-            self.book.drop(claim.id)
+            self.book.drop(claim.id, claim.token)
             self.stats.expired_unstarted += 1
             log.warning("lease of task %s ran out before it started; left for recovery", claim.id)
             return

@@ -308,11 +308,13 @@ class Worker:
         self._book.add(claim, claimed_at)
         task = asyncio.create_task(runner.execute(claim, claimed_wall), name=f"kew-task-{claim.id}")
         self._active[claim.id] = task
-        task.add_done_callback(functools.partial(self._finished, claim.id))
+        task.add_done_callback(functools.partial(self._finished, claim))
 
-    def _finished(self, task_id: str, _: asyncio.Task[None]) -> None:
-        self._active.pop(task_id, None)
-        self._book.finished(task_id)
+    def _finished(self, claim: Claim, task: asyncio.Task[None]) -> None:
+        # By identity: while this task ran its hooks, its retry may have been claimed anew.
+        if self._active.get(claim.id) is task:
+            del self._active[claim.id]
+        self._book.finished(claim)
         self._slot_free.set()
         if not self._active and self._eager_wake:
             self._wake.set()

@@ -22,6 +22,7 @@ from kew_plug import (
     Queue,
     QueueStats,
     RecoverReport,
+    RetryPolicy,
     TaskEvent,
     Worker,
 )
@@ -103,6 +104,94 @@ async def test_info_shows_the_last_traceback(key: str) -> None:
     record = await q.info(handle.id)
     assert record is not None and record.traceback is not None
     assert "in explode" in record.traceback
+
+
+async def fails_first_slowly(key: str) -> str:
+    n = bump(key)
+    await asyncio.sleep(0.15 if n == 1 else 0.5)
+    if n == 1:
+        raise RuntimeError("first attempt fails")
+    return key
+
+
+class RenewRacesReclaim(MemoryStore):
+    """Holds a renewal of a task's first claim until the task failed, was settled for a
+    retry and was claimed again: the reply (False, for the old token) arrives last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reclaimed = asyncio.Event()
+        self.raced = False
+
+    async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
+        batch = await super().claim(queue, worker, limit, lease_ms)
+        if any(c.attempt == 2 for c in batch.claims):
+            self.reclaimed.set()
+        return batch
+
+    async def renew(self, queue: str, claims: Sequence[Claim], lease_ms: int) -> list[bool]:
+        if not self.raced and any(c.attempt == 1 for c in claims):
+            self.raced = True
+            await self.reclaimed.wait()
+        return await super().renew(queue, claims, lease_ms)
+
+
+async def test_renewal_of_an_old_claim_does_not_drop_the_new_claim(
+    key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RenewRacesReclaim()
+    q = Queue(store, name="reclaim")
+    handle = await q.submit(fails_first_slowly, (key,), retries=1)
+    worker = fast(q, lease=0.3, retry=RetryPolicy(base=0.01, jitter=0))
+    with caplog.at_level(logging.WARNING, logger="kew_plug.worker"):
+        await asyncio.wait_for(worker.drain(), 10)
+    assert store.raced and store.reclaimed.is_set()  # the race did happen
+    assert await handle.result(timeout=5) == key and COUNTS[key] == 2
+    assert worker.stats.stale == 0
+    assert not [r for r in caplog.records if "lost" in r.getMessage()]
+
+
+RUNNING: Counter[str] = Counter()
+
+
+async def occupy(key: str, seconds: float) -> None:
+    RUNNING[key] += 1
+    RUNNING[f"{key}:max"] = max(RUNNING[f"{key}:max"], RUNNING[key])
+    await asyncio.sleep(seconds)
+    RUNNING[key] -= 1
+
+
+async def fails_then_occupies(key: str) -> None:
+    if bump(key) == 1:
+        raise RuntimeError("first attempt fails")
+    await occupy(key, 0.6)
+
+
+async def test_a_slow_fail_hook_does_not_free_the_slot_of_the_tasks_retry(key: str) -> None:
+    """The first attempt's on_fail hook is still running when its retry is claimed and
+    started: the end of the first attempt must not count as the end of the second."""
+    q = Queue("memory", name="slots")
+    await q.submit(fails_then_occupies, (key,), retries=1)
+    later = [await q.submit(occupy, (key, 0.3), delay=0.3) for _ in range(2)]
+    retry_started = asyncio.Event()
+
+    def on_start(ev: TaskEvent) -> None:
+        if ev.attempt == 2:
+            retry_started.set()
+
+    async def on_fail(ev: TaskEvent) -> None:
+        await asyncio.wait_for(retry_started.wait(), 5)
+
+    worker = fast(
+        q,
+        concurrency=2,
+        retry=RetryPolicy(base=0.01, jitter=0),
+        on_start=[on_start],
+        on_fail=[on_fail],
+    )
+    await asyncio.wait_for(worker.drain(), 20)
+    assert [await h.result(timeout=5) for h in later] == [None, None]
+    assert RUNNING[f"{key}:max"] == 2  # never 3 tasks on 2 slots
 
 
 # -- store and breaker failures ---------------------------------------------------------------
