@@ -153,11 +153,9 @@ class _Thread(threading.Thread):
             fn, future = job
             if future.set_running_or_notify_cancel():
                 try:
-                    result = fn()
+                    future.set_result(fn())
                 except BaseException as e:  # the task's own failure, whatever it is
                     future.set_exception(e)
-                else:
-                    future.set_result(result)
             del job, fn, future  # do not keep the last task's objects alive while idle
             if not self.pool._done(self):
                 return
