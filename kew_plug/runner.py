@@ -50,31 +50,10 @@ class Runner:
 
     async def execute(self, claim: Claim, claimed_wall: float) -> None:
         event = TaskEvent(claim.id, claim.attempt, claim.max_attempts)
-        try:
-            envelope = self.queue.serializer.loads(claim.payload)
-        except PayloadError as e:
-            # Unreadable bytes will not become readable by retrying: dead-letter at once.
-            await self._fail(claim, event, f"PayloadError: {e}", final=True)
+        envelope = await self._decode(claim, event)
+        if envelope is None or not await self._admit(claim):
             return
-        try:
-            fn, args, kwargs, timeout = envelope
-        except (TypeError, ValueError):
-            # Readable bytes that are not a task: left unsettled, the claim would be held and
-            # renewed forever. Dead-letter it like any other unreadable payload.
-            what = f"payload is a {type(envelope).__name__}, not a kew-plug task envelope"
-            await self._fail(claim, event, f"PayloadError: {what}", final=True)
-            return
-        breaker = self.queue.breaker
-        if breaker is not None and not await self._allowed(breaker):
-            await self.book.release([claim])
-            return
-        if not self.book.startable(claim.id):
-            # This process stalled (stopped, swapped, starved) past the lease before the task
-            # began: another worker may already have it. Starting now would run it twice.
-            self.book.drop(claim.id, claim.token)
-            self.stats.expired_unstarted += 1
-            log.warning("lease of task %s ran out before it started; left for recovery", claim.id)
-            return
+        fn, args, kwargs, timeout = envelope
         await run_hooks("start", self.hooks["start"], event)
         # Each asyncio task has its own context copy, so this is visible only to this task
         # (and to its thread, which runs in a copy of this context).
@@ -98,20 +77,61 @@ class Runner:
             await self._failed_call(claim, event, e, started)
             return
         duration = time.monotonic() - started
-        try:
-            blob = self.queue.serializer.dumps(result)
-        except SerializationError as e:
-            await self._fail(claim, event, f"result could not be serialized: {e}", final=True)
-            return
-        if len(blob) > self.queue.max_payload_bytes:
-            msg = f"result is {len(blob)} bytes, over the limit of {self.queue.max_payload_bytes}"
-            await self._fail(claim, event, msg, final=True)
+        blob = await self._encode(claim, event, result)
+        if blob is None:
             return
         await self._breaker_says(True)
         self.outbox.put(Outcome(claim.id, claim.token, OutcomeKind.COMPLETE, result=blob))
         self.stats.completed += 1
         done = TaskEvent(claim.id, claim.attempt, claim.max_attempts, duration, result=result)
         await run_hooks("complete", self.hooks["complete"], done)
+
+    async def _decode(self, claim: Claim, event: TaskEvent) -> tuple[Any, Any, Any, Any] | None:
+        """The task envelope (fn, args, kwargs, timeout), or None after dead-lettering it:
+        unreadable bytes will not become readable by retrying."""
+        try:
+            envelope = self.queue.serializer.loads(claim.payload)
+        except PayloadError as e:
+            await self._fail(claim, event, f"PayloadError: {e}", final=True)
+            return None
+        try:
+            fn, args, kwargs, timeout = envelope
+        except (TypeError, ValueError):
+            # Readable bytes that are not a task: left unsettled, the claim would be held and
+            # renewed forever. Dead-letter it like any other unreadable payload.
+            what = f"payload is a {type(envelope).__name__}, not a kew-plug task envelope"
+            await self._fail(claim, event, f"PayloadError: {what}", final=True)
+            return None
+        return fn, args, kwargs, timeout
+
+    async def _admit(self, claim: Claim) -> bool:
+        """May the task start? Not while the breaker refuses (the claim is handed back), and
+        not when this process stalled (stopped, swapped, starved) past the lease before the
+        task began: another worker may already have it, and starting would run it twice."""
+        breaker = self.queue.breaker
+        if breaker is not None and not await self._allowed(breaker):
+            await self.book.release([claim])
+            return False
+        if not self.book.startable(claim.id):
+            self.book.drop(claim.id, claim.token)
+            self.stats.expired_unstarted += 1
+            log.warning("lease of task %s ran out before it started; left for recovery", claim.id)
+            return False
+        return True
+
+    async def _encode(self, claim: Claim, event: TaskEvent, result: Any) -> bytes | None:
+        """The result's bytes, or None after dead-lettering a result that cannot be stored
+        (running the task again would not change that)."""
+        try:
+            blob = self.queue.serializer.dumps(result)
+        except SerializationError as e:
+            await self._fail(claim, event, f"result could not be serialized: {e}", final=True)
+            return None
+        if len(blob) > self.queue.max_payload_bytes:
+            msg = f"result is {len(blob)} bytes, over the limit of {self.queue.max_payload_bytes}"
+            await self._fail(claim, event, msg, final=True)
+            return None
+        return blob
 
     async def _allowed(self, breaker: Breaker) -> bool:
         try:
