@@ -251,17 +251,14 @@ class _Process:
     @classmethod
     def spawn(cls) -> _Process:
         mine, theirs = socket.socketpair()
-        code = f"import kew_plug.executors as e; e._child_main({theirs.fileno()}, {os.getpid()})"
-        # Enough path to import kew_plug; the worker's whole sys.path follows on the pipe.
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [KEW_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+        # Enough path to import kew_plug (the environment is left as it is, for the task);
+        # the worker's whole sys.path follows on the pipe.
+        code = (
+            f"import sys; sys.path.insert(0, {KEW_ROOT!r}); import kew_plug.executors as e; "
+            f"e._child_main({theirs.fileno()}, {os.getpid()})"
         )
         proc = subprocess.Popen(
-            [sys.executable, "-c", code],
-            stdin=subprocess.DEVNULL,
-            pass_fds=[theirs.fileno()],
-            env=env,
+            [sys.executable, "-c", code], stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()]
         )
         theirs.close()  # so that our reads see EOF when the child dies
         conn = Connection(mine.detach())
