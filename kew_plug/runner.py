@@ -28,7 +28,7 @@ from kew_plug.retry import RetryPolicy
 from kew_plug.stats import WorkerStats
 
 log = logging.getLogger("kew_plug.worker")
-TRACEBACK_LIMIT = 8192  # characters of a failed attempt's traceback that are kept
+TRACEBACK_LIMIT = 8192  # bytes of a failed attempt's traceback kept: what stores keep too
 
 
 class Runner:
@@ -252,9 +252,12 @@ async def _awaited(aw: Awaitable[Any], timeout: float | None) -> Any:
 
 
 def bounded_traceback(e: BaseException, limit: int = TRACEBACK_LIMIT) -> str:
-    """The formatted traceback, its last `limit` characters (the innermost frames and the
-    error are at the end)."""
+    """The formatted traceback in at most `limit` UTF-8 bytes, a note of the cut included:
+    its end is kept, where the innermost frames and the error are."""
     text = "".join(traceback.format_exception(e))
-    if len(text) <= limit:
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
         return text
-    return f"[{len(text) - limit} earlier characters cut]\n" + text[-limit:]
+    keep = limit - len(f"[{len(data)} earlier bytes cut]\n")
+    tail = data[-keep:].decode("utf-8", "ignore")
+    return f"[{len(data) - keep} earlier bytes cut]\n{tail}"
