@@ -22,6 +22,8 @@ class TaskEvent:
     result: Any = None
     token: int = 0
     claimed_at: float = 0.0  # wall clock of the claim, so "start" hooks can time the wait
+    #: The failed attempt's formatted traceback, bounded in size (on_fail only).
+    traceback: str | None = None
 
 
 Hook = Callable[[TaskEvent], Awaitable[None] | None]

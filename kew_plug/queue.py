@@ -266,6 +266,8 @@ class Queue:
     # -- reading back ---------------------------------------------------------------------
 
     async def info(self, task_id: str) -> TaskRecord | None:
+        """The task's record (state, attempts, last error and, after a failed attempt, its
+        formatted traceback in `traceback`), or None for an unknown or expired id."""
         return await self._open().get(self.name, task_id)
 
     async def status(self, task_id: str) -> TaskState | None:

@@ -1,84 +1,83 @@
-"""Worker: claims as many tasks as it has free slots, runs them, keeps their leases alive,
-settles outcomes in batches, recovers expired leases, and stops gracefully."""
+"""Worker: claims as many tasks as it has free slots and hands each to the runner. Its parts
+have one job each: the runner (kew_plug/runner.py) turns a claim into an outcome, the outbox
+(outbox.py) settles outcomes in batches, the lease book (leases.py) renews what is held and
+releases what a stopping worker will not finish, and a recovery loop hands back the expired
+leases of workers that died."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
-import inspect
 import logging
 import os
 import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import Any
 
-from kew_plug.context import TaskContext, set_current
-from kew_plug.errors import PayloadError, SerializationError, TaskTimeout
-from kew_plug.hooks import Hook, TaskEvent, run_hooks
-from kew_plug.interfaces import BreakerState
-from kew_plug.models import Claim, Outcome, OutcomeKind
+from kew_plug import validate
+from kew_plug.backoff import Backoff
+from kew_plug.errors import InvalidArgument
+from kew_plug.executors import make_executor
+from kew_plug.hooks import Hook
+from kew_plug.interfaces import Breaker, BreakerState
+from kew_plug.leases import LeaseBook, recover_loop
+from kew_plug.models import Claim
+from kew_plug.outbox import Outbox
 from kew_plug.queue import Queue
 from kew_plug.retry import RetryPolicy
+from kew_plug.runner import Runner
+from kew_plug.stats import WorkerStats
 
 log = logging.getLogger("kew_plug.worker")
-LEASE_MARGIN_S = 0.05  # do not start a task this close to the end of its lease
-
+EXECUTORS = ("thread", "process")
+MIN_LEASE_S = 0.05  # renewal runs every third of the lease: shorter would spin
+MIN_INTERVAL_S = 0.01
+MIN_WAIT_S = 0.001
 HALF_OPEN_PAUSE = 0.05  # s between claims while another call holds the half-open probe
 
-
-@dataclass(slots=True)
-class WorkerStats:
-    claimed: int = 0
-    completed: int = 0
-    retried: int = 0
-    dead: int = 0
-    stale: int = 0  # settlements or renewals refused because the lease had been lost
-    released: int = 0
-    breaker_denied: int = 0
-    vanished: int = 0  # queued ids whose record was gone when claimed
-    expired_unstarted: int = 0  # claims whose lease ran out before the task could start
-    store_errors: int = 0
-
-
-class _Backoff:
-    """Store errors: one log line when trouble starts, one when it ends, sleeps in between."""
-
-    def __init__(self, what: str) -> None:
-        self.what, self.failures = what, 0
-
-    def failed(self, exc: BaseException) -> float:
-        self.failures += 1
-        if self.failures == 1:
-            trouble = "unavailable" if isinstance(exc, ConnectionError) else "failing"
-            log.warning(
-                "store %s during %s (%s: %s); retrying with backoff",
-                trouble,
-                self.what,
-                type(exc).__name__,
-                exc,
-            )
-        return min(5.0, 0.05 * 2.0 ** min(self.failures, 7))
-
-    def ok(self) -> None:
-        if self.failures:
-            log.warning("store reachable again for %s after %d failures", self.what, self.failures)
-            self.failures = 0
+__all__ = ["Worker", "WorkerStats"]
 
 
 class Worker:
+    """Runs the tasks of one queue in this process's event loop.
+
+    Parameters (all but `queue` keyword-only; bad values raise `InvalidArgument`):
+
+    - `queue`: the `Queue` whose tasks to run; its store, serializer and breaker are used.
+    - `concurrency` (10): tasks run at once; also how many are claimed at most per call.
+    - `lease` (5.0 s): how long a claim stays ours without renewal. Renewed every third of
+      it while the task runs, so tasks may run far longer; if this process dies, its tasks
+      run elsewhere about `lease + recover_interval` later. At least 0.05 s.
+    - `shutdown_timeout` (10.0 s): on stop, how long running tasks may finish before they
+      are cancelled and their claims released (>= 0).
+    - `recover_interval` (1.0 s): how often this worker hands back expired leases of dead
+      or stalled workers (`Store.recover`). At least 0.01 s: it must not spin.
+    - `wait_timeout` (1.0 s): the longest an idle worker blocks in `Store.wait` before it
+      claims again (a wake-up usually comes much sooner). At least 0.001 s.
+    - `retry` (`RetryPolicy()`): backoff between failed attempts.
+    - `on_start`, `on_complete`, `on_fail`, `on_stale`: hooks (plain or async callables
+      taking a `TaskEvent`); one that raises is logged and ignored. `on_fail` gets each
+      failed attempt with its error, traceback and whether it will be retried; `on_stale`
+      a settlement refused because the lease had been lost.
+    - `name`: this worker's id in the store (default `host:pid:random`).
+    - `executor` ("thread"): where plain (sync) functions run; coroutines always run on the
+      loop. "thread": daemon threads; a task past its timeout fails at once and its thread,
+      which Python cannot kill, is abandoned (counted in `stats.abandoned_threads`) without
+      keeping the process from exiting. "process": one process per slot, so CPU-bound
+      functions use several cores, and a task past its timeout is killed with its process,
+      which is replaced. Functions, arguments and results must then pickle (cloudpickle).
+    """
+
     def __init__(
         self,
         queue: Queue,
         *,
         concurrency: int = 10,
-        lease: float = 30.0,
+        lease: float = 5.0,
         shutdown_timeout: float = 10.0,
         recover_interval: float = 1.0,
         wait_timeout: float = 1.0,
@@ -88,30 +87,35 @@ class Worker:
         on_fail: list[Hook] | None = None,
         on_stale: list[Hook] | None = None,
         name: str | None = None,
+        executor: str = "thread",
     ) -> None:
-        if concurrency < 1 or lease <= 0 or shutdown_timeout < 0 or wait_timeout <= 0:
-            raise ValueError(
-                "Worker needs concurrency >= 1, lease > 0, shutdown_timeout >= 0, wait_timeout > 0"
-            )
+        if not isinstance(queue, Queue):
+            raise InvalidArgument(f"Worker needs a Queue, not {type(queue).__name__}")
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise InvalidArgument(f"Worker needs concurrency >= 1 (an int), got {concurrency!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArgument(f"Worker needs retry to be a RetryPolicy, not {retry!r}")
+        if executor not in EXECUTORS:
+            raise InvalidArgument(f"Worker needs executor in {EXECUTORS}, got {executor!r}")
         self.queue = queue
         self.concurrency = concurrency
-        self.lease_ms = int(lease * 1000)
-        self.shutdown_timeout = shutdown_timeout
-        self.recover_interval = recover_interval
-        self.wait_timeout = wait_timeout
+        self.lease_ms = int(_seconds("lease", lease, MIN_LEASE_S) * 1000)
+        self.shutdown_timeout = _seconds("shutdown_timeout", shutdown_timeout, 0.0)
+        self.recover_interval = _seconds("recover_interval", recover_interval, MIN_INTERVAL_S)
+        self.wait_timeout = _seconds("wait_timeout", wait_timeout, MIN_WAIT_S)
         self.retry = retry or RetryPolicy()
+        self.executor = executor
         self.hooks: dict[str, list[Hook]] = {
-            "start": list(on_start or ()),
-            "complete": list(on_complete or ()),
-            "fail": list(on_fail or ()),
-            "stale": list(on_stale or ()),
+            "start": _hooks("on_start", on_start),
+            "complete": _hooks("on_complete", on_complete),
+            "fail": _hooks("on_fail", on_fail),
+            "stale": _hooks("on_stale", on_stale),
         }
+        if name is not None:
+            validate.name("worker name", name)
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = WorkerStats()
         self._active: dict[str, asyncio.Task[None]] = {}
-        self._held: dict[str, Claim] = {}  # claimed and not yet settled or released
-        self._outbox: list[Outcome] = []
-        self._outbox_event = asyncio.Event()
         self._slot_free = asyncio.Event()
         # Set when a retry of ours is scheduled (it may be due before wait() times out) and,
         # with `_eager_wake`, when our last task finishes or is settled. Only then: waking
@@ -119,11 +123,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._eager_wake = False
         self._stop = asyncio.Event()
-        self._closing = False
         self._finishing = False
-        self._in_flight: set[str] = set()
-        self._deadline: dict[str, float] = {}  # claim id -> local monotonic lease deadline
-        self._pool: ThreadPoolExecutor | None = None
+        self._book = LeaseBook(queue.store, queue.name, self.lease_ms, self.stats, self._lost)
+        self._outbox = Outbox(
+            queue.store, queue.name, self._book, self.stats, self.hooks["stale"], self._settled
+        )
 
     # -- public ---------------------------------------------------------------------------
 
@@ -153,10 +157,27 @@ class Worker:
         # that finished ends the half-open pause.
         self._eager_wake = until_idle or self.queue.breaker is not None
         await self.queue.store.ping()  # an unreachable or refusing store fails now, in one line
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="kew-task")
+        pool = make_executor(self.executor, self.concurrency)
+        runner = Runner(
+            self.queue,
+            self.id,
+            self._book,
+            self._outbox,
+            self.stats,
+            self.retry,
+            self.hooks,
+            pool,
+        )
+        store, q = self.queue.store, self.queue.name
         background = [
-            asyncio.create_task(self._settler(), name="kew-settler"),
-            asyncio.create_task(self._keeper(), name="kew-keeper"),
+            asyncio.create_task(self._outbox.run(), name="kew-settler"),
+            asyncio.create_task(
+                self._book.renew_loop(self._outbox.unconfirmed), name="kew-renewer"
+            ),
+            asyncio.create_task(
+                recover_loop(store, q, self.recover_interval, self.stats, lambda: self._finishing),
+                name="kew-recoverer",
+            ),
         ]
         periodic = None
         if self.queue.schedules and not until_idle:  # future ticks would never let a drain end
@@ -165,17 +186,19 @@ class Worker:
             scheduler = Scheduler(self.queue, self.queue.schedules)
             periodic = asyncio.create_task(scheduler.run(self._stop), name="kew-periodic")
         try:
-            await self._claim_loop(until_idle)
+            await self._claim_loop(runner, until_idle)
         finally:
             if periodic is not None:
                 periodic.cancel()
                 await asyncio.gather(periodic, return_exceptions=True)
             await self._shutdown(background)
+            pool.close()
         return self.stats
 
-    async def _claim_loop(self, until_idle: bool) -> None:
+    async def _claim_loop(self, runner: Runner, until_idle: bool) -> None:
         store, q, breaker = self.queue.store, self.queue.name, self.queue.breaker
-        backoff = _Backoff("claim")
+        backoff, waiting, gate = Backoff("claim"), Backoff("wait"), Backoff("breaker")
+        counting = Backoff("stats")
         while not self._stop.is_set():
             half_open = False
             free = self.concurrency - len(self._active)
@@ -184,13 +207,11 @@ class Worker:
                 await self._until(self._slot_free.wait(), None)
                 continue
             if breaker is not None:
-                state = await breaker.state()
-                if state is BreakerState.OPEN:
-                    await self._until(self._stop.wait(), max(0.01, await breaker.retry_after()))
+                gated = await self._breaker_limit(breaker, gate)
+                if gated is None:
                     continue
-                if state is BreakerState.HALF_OPEN:
-                    free = min(free, breaker.half_open_max_calls)
-                    half_open = True
+                limit, half_open = gated
+                free = min(free, limit)
             self._wake.clear()
             # Taken before the call: the store's deadline is at least this plus the lease.
             claimed_at, claimed_wall = time.monotonic(), time.time()
@@ -209,29 +230,52 @@ class Worker:
                     batch.vanished,
                 )
             for claim in batch.claims:
-                self._start(claim, claimed_at, claimed_wall)
+                self._start(runner, claim, claimed_at, claimed_wall)
             if batch.claims and not (len(batch.claims) < free and batch.ready_left == 0):
                 if half_open:
                     # While a probe runs, more claims are refused by allow() and released at
                     # once: pace them instead of spinning claim/release against the store.
                     await self._until(self._wake.wait(), HALF_OPEN_PAUSE)
                 continue
-            if until_idle and not batch.claims and await self._idle():
+            if until_idle and not batch.claims and await self._idle(counting):
                 return
             timeout = self.wait_timeout
             if batch.next_due_ms is not None:
                 timeout = max(0.001, min(timeout, batch.next_due_ms / 1000))
-            with contextlib.suppress(ConnectionError):
-                await self._until(store.wait(q, timeout), None, self._wake.wait())
+            failure = await self._until(store.wait(q, timeout), None, self._wake.wait())
+            if failure is None:
+                waiting.ok()
+            else:  # not fatal: the next claim finds the work anyway; but do not spin
+                self.stats.store_errors += 1
+                await self._until(self._stop.wait(), waiting.failed(failure))
+
+    async def _breaker_limit(self, breaker: Breaker, gate: Backoff) -> tuple[int, bool] | None:
+        """How many tasks the breaker lets us claim now (all while closed, its probe count
+        while half-open) and whether it is half-open. None after waiting out an open
+        breaker (or a failing one)."""
+        try:
+            state = await breaker.state()
+            pause = await breaker.retry_after() if state is BreakerState.OPEN else 0.0
+        except Exception as e:  # a shared breaker lives in a store that may fail
+            self.stats.store_errors += 1
+            await self._until(self._stop.wait(), gate.failed(e))
+            return None
+        gate.ok()
+        if state is BreakerState.OPEN:
+            await self._until(self._stop.wait(), max(0.01, pause))
+            return None
+        if state is BreakerState.HALF_OPEN:
+            return breaker.half_open_max_calls, True
+        return self.concurrency, False
 
     async def _until(
         self,
         aw: Coroutine[Any, Any, Any],
         timeout: float | None,
         also: Coroutine[Any, Any, Any] | None = None,
-    ) -> None:
+    ) -> Exception | None:
         """Await `aw` but return early when stop() is called, `also` finishes or `timeout`
-        passes."""
+        passes. Returns what `aw` raised, if it raised."""
         task = asyncio.ensure_future(aw)
         stop = asyncio.ensure_future(self._stop.wait())
         extra = asyncio.ensure_future(also) if also is not None else None
@@ -242,249 +286,64 @@ class Worker:
             for t in waited:
                 if not t.done():
                     t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await task
             for t in waited - {task}:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # we were cancelled ourselves, not just the task we gave up on
+        except Exception as e:
+            return e
+        return None
 
-    async def _idle(self) -> bool:
-        if self._active or self._held or self._outbox:
+    async def _idle(self, backoff: Backoff) -> bool:
+        if self._active or self._book or self._outbox:
             return False
         try:
             stats = await self.queue.store.stats(self.queue.name)
-        except Exception:
-            return False  # the store is failing: not idle as far as we can tell
+        except Exception as e:  # the store is failing: not idle as far as we can tell
+            self.stats.store_errors += 1
+            backoff.failed(e)  # the wait that follows is the pause
+            return False
+        backoff.ok()
         return stats.pending == 0
 
-    # -- running one task -----------------------------------------------------------------
+    # -- slots ----------------------------------------------------------------------------
 
-    def _start(self, claim: Claim, claimed_at: float, claimed_wall: float) -> None:
+    def _start(self, runner: Runner, claim: Claim, claimed_at: float, claimed_wall: float) -> None:
         self.stats.claimed += 1
-        self._held[claim.id] = claim
-        self._deadline[claim.id] = claimed_at + self.lease_ms / 1000
-        task = asyncio.create_task(self._execute(claim, claimed_wall), name=f"kew-task-{claim.id}")
+        self._book.add(claim, claimed_at)
+        task = asyncio.create_task(runner.execute(claim, claimed_wall), name=f"kew-task-{claim.id}")
         self._active[claim.id] = task
-        task.add_done_callback(functools.partial(self._finished, claim.id))
+        task.add_done_callback(functools.partial(self._finished, claim))
 
-    def _finished(self, task_id: str, _: asyncio.Task[None]) -> None:
-        self._active.pop(task_id, None)
-        self._deadline.pop(task_id, None)
+    def _lost(self, claim: Claim) -> None:
+        """Its result would be refused (cancelled, or recovered by another worker): stop it.
+        A coroutine is cancelled and a task process killed; a thread runs on, abandoned."""
+        task = self._active.get(claim.id)
+        if task is not None:
+            self.stats.cancelled += 1
+            task.cancel()
+
+    def _finished(self, claim: Claim, task: asyncio.Task[None]) -> None:
+        # By identity: while this task ran its hooks, its retry may have been claimed anew.
+        if self._active.get(claim.id) is task:
+            del self._active[claim.id]
+        self._book.finished(claim)
         self._slot_free.set()
         if not self._active and self._eager_wake:
             self._wake.set()
 
-    async def _execute(self, claim: Claim, claimed_wall: float) -> None:
-        event = TaskEvent(claim.id, claim.attempt, claim.max_attempts, claimed_at=claimed_wall)
-        try:
-            envelope = self.queue.serializer.loads(claim.payload)
-        except PayloadError as e:
-            # Unreadable bytes will not become readable by retrying: dead-letter at once.
-            await self._fail(claim, event, f"PayloadError: {e}", final=True)
-            return
-        try:
-            fn, args, kwargs, timeout = envelope
-        except (TypeError, ValueError):
-            # Readable bytes that are not a task: left unsettled, the claim would be held and
-            # renewed forever. Dead-letter it like any other unreadable payload.
-            what = f"payload is a {type(envelope).__name__}, not a kew-plug task envelope"
-            await self._fail(claim, event, f"PayloadError: {what}", final=True)
-            return
-        breaker = self.queue.breaker
-        if breaker is not None and not await breaker.allow():
-            self.stats.breaker_denied += 1
-            await self._release([claim])
-            return
-        if time.monotonic() >= self._deadline.get(claim.id, 0.0) - LEASE_MARGIN_S:
-            # This process stalled (stopped, swapped, starved) past the lease before the task
-            # began: another worker may already have it. Starting now would run it twice.
-            self._held.pop(claim.id, None)
-            self.stats.expired_unstarted += 1
-            log.warning("lease of task %s ran out before it started; left for recovery", claim.id)
-            return
-        await run_hooks("start", self.hooks["start"], event)
-        # Each asyncio task has its own context copy, so this is visible only to this task
-        # (and to its thread, which runs in a copy of this context).
-        set_current(
-            TaskContext(
-                self.queue.name,
-                claim.id,
-                claim.attempt,
-                claim.max_attempts,
-                claim.token,
-                self.id,
-                claimed_wall,
-            )
-        )
-        started = time.monotonic()
-        try:
-            result = await self._call(fn, args, kwargs, timeout)
-        except asyncio.CancelledError:
-            raise  # only shutdown cancels a task; its claim is released, not failed
-        except BaseException as e:
-            await self._failed_call(claim, event, f"{type(e).__name__}: {e}", started)
-            return
-        duration = time.monotonic() - started
-        try:
-            blob = self.queue.serializer.dumps(result)
-        except SerializationError as e:
-            await self._fail(claim, event, f"result could not be serialized: {e}", final=True)
-            return
-        if len(blob) > self.queue.max_payload_bytes:
-            msg = f"result is {len(blob)} bytes, over the limit of {self.queue.max_payload_bytes}"
-            await self._fail(claim, event, msg, final=True)
-            return
-        if breaker is not None:
-            await breaker.record_success()
-        self._emit(Outcome(claim.id, claim.token, OutcomeKind.COMPLETE, result=blob))
-        self.stats.completed += 1
-        done = TaskEvent(claim.id, claim.attempt, claim.max_attempts, duration, result=result)
-        await run_hooks("complete", self.hooks["complete"], done)
+    def _settled(self, retried: bool) -> None:
+        if retried or (self._eager_wake and not self._book):
+            self._wake.set()
 
-    async def _call(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout: float | None,
-    ) -> Any:
-        if inspect.iscoroutinefunction(fn):
-            aw: Any = fn(*args, **kwargs)
-        else:
-            ctx = contextvars.copy_context()
-            call = functools.partial(ctx.run, fn, *args, **kwargs)
-            aw = asyncio.get_running_loop().run_in_executor(self._pool, call)
-        if timeout is None:
-            result = await aw
-            if inspect.isawaitable(result):  # a sync function that returned a coroutine
-                result = await result
-            return result
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                result = await aw
-                if inspect.isawaitable(result):
-                    result = await result
-        except TimeoutError:
-            if scope.expired():
-                raise TaskTimeout(f"ran over its timeout of {timeout} s; cancelled") from None
-            raise
-        return result
-
-    async def _failed_call(
-        self, claim: Claim, event: TaskEvent, error: str, started: float
-    ) -> None:
-        if self.queue.breaker is not None:
-            await self.queue.breaker.record_failure()
-        await self._fail(claim, event, error, final=False, duration=time.monotonic() - started)
-
-    async def _fail(
-        self, claim: Claim, event: TaskEvent, error: str, *, final: bool, duration: float = 0.0
-    ) -> None:
-        retry = not final and claim.attempt < claim.max_attempts
-        if retry:
-            delay_ms = int(self.retry.delay(claim.attempt) * 1000)
-            self._emit(
-                Outcome(claim.id, claim.token, OutcomeKind.RETRY, error=error, delay_ms=delay_ms)
-            )
-            self.stats.retried += 1
-        else:
-            self._emit(Outcome(claim.id, claim.token, OutcomeKind.DEAD, error=error))
-            self.stats.dead += 1
-            log.warning("task %s dead after attempt %d: %s", claim.id, claim.attempt, error)
-        failed = TaskEvent(
-            claim.id, claim.attempt, claim.max_attempts, duration, error=error, will_retry=retry
-        )
-        await run_hooks("fail", self.hooks["fail"], failed)
-
-    # -- settling, renewing, recovering -----------------------------------------------------
-
-    def _emit(self, outcome: Outcome) -> None:
-        self._outbox.append(outcome)
-        self._outbox_event.set()
-
-    async def _settler(self) -> None:
-        """One settle call in flight at a time; outcomes that arrive meanwhile form the next
-        batch, so batches grow with load and an idle worker settles at once. Returns once
-        closing and the outbox is empty."""
-        backoff = _Backoff("settle")
-        while not self._finishing:
-            if not self._outbox:
-                if self._closing:
-                    return
-                await self._outbox_event.wait()
-                self._outbox_event.clear()
-                continue
-            batch, self._outbox = self._outbox, []
-            self._in_flight = {o.id for o in batch}
-            try:
-                applied = await self.queue.store.settle(self.queue.name, batch)
-            except Exception as e:  # a store failure must never kill the worker loop
-                self.stats.store_errors += 1
-                self._outbox[:0] = batch
-                await asyncio.sleep(backoff.failed(e))
-                continue
-            finally:
-                self._in_flight = set()
-            backoff.ok()
-            for outcome, ok in zip(batch, applied, strict=True):
-                self._held.pop(outcome.id, None)
-                if not ok:
-                    self.stats.stale += 1
-                    log.warning("settlement of task %s refused: its lease was lost", outcome.id)
-                    event = TaskEvent(outcome.id, 0, 0, token=outcome.token)
-                    await run_hooks("stale", self.hooks["stale"], event)
-            if (self._eager_wake and not self._held) or any(
-                o.kind is OutcomeKind.RETRY for o in batch
-            ):
-                self._wake.set()
-
-    async def _keeper(self) -> None:
-        """Renew held leases every third of the lease; recover expired ones every interval."""
-        store, q = self.queue.store, self.queue.name
-        renew_every = self.lease_ms / 3000
-        last_renew = time.monotonic()
-        backoff = _Backoff("renew/recover")
-        while not self._finishing:
-            await asyncio.sleep(min(self.recover_interval, renew_every))
-            try:
-                if time.monotonic() - last_renew >= renew_every and self._held:
-                    claims = list(self._held.values())
-                    sent = time.monotonic()
-                    held = await store.renew(q, claims, self.lease_ms)
-                    last_renew = time.monotonic()
-                    # A claim whose outcome is being settled may be reported lost because
-                    # the settlement got there first; the settler reports its own verdict.
-                    settling = self._in_flight | {o.id for o in self._outbox}
-                    for claim, ok in zip(claims, held, strict=True):
-                        if ok and claim.id in self._deadline:
-                            self._deadline[claim.id] = sent + self.lease_ms / 1000
-                        if ok or claim.id in settling:
-                            continue
-                        if self._held.pop(claim.id, None) is not None:
-                            self.stats.stale += 1
-                            log.warning("lease of task %s was lost while it ran", claim.id)
-                await store.recover(q)
-                backoff.ok()
-            except Exception as e:  # a store failure must never kill the worker loop
-                self.stats.store_errors += 1
-                await asyncio.sleep(backoff.failed(e))
-
-    async def _release(self, claims: list[Claim]) -> None:
-        for c in claims:
-            self._held.pop(c.id, None)
-        if not claims:
-            return
-        try:
-            released = await self.queue.store.release(self.queue.name, claims)
-        except Exception as e:  # a store failure must never kill the worker loop
-            log.warning(
-                "could not release %d claims (%s); their leases will expire", len(claims), e
-            )
-            return
-        self.stats.released += sum(released)
+    # -- stopping -------------------------------------------------------------------------
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
-        settler, keeper = background
+        settler = background[0]
         if self._active:
             await asyncio.wait(list(self._active.values()), timeout=self.shutdown_timeout)
         unfinished = list(self._active.values())
@@ -492,18 +351,31 @@ class Worker:
             task.cancel()
         if unfinished:
             await asyncio.wait(unfinished)
-        self._closing = True
-        self._outbox_event.set()
+        self._outbox.close()
         await asyncio.wait({settler}, timeout=max(1.0, self.shutdown_timeout))
         # Outcomes not confirmed (server down) stay unsettled; their claims must not be
         # released, or a finished task would run again. Their leases expire instead.
-        unconfirmed = self._in_flight | {o.id for o in self._outbox}
-        await self._release([c for c in self._held.values() if c.id not in unconfirmed])
-        # Also a flag: a client library that swallows a cancellation (seen with redis-py's
+        await self._book.release(self._book.held_except(self._outbox.unconfirmed()))
+        # Also flags: a client library that swallows a cancellation (seen with redis-py's
         # cluster client while a node was down) must not keep a loop alive forever.
         self._finishing = True
-        for task in (settler, keeper):
+        self._outbox.stop()
+        self._book.stop()
+        for task in background:
             task.cancel()
-        await asyncio.gather(settler, keeper, return_exceptions=True)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.gather(*background, return_exceptions=True)
+
+
+def _seconds(kind: str, value: object, minimum: float) -> float:
+    seconds = validate.seconds(f"Worker {kind}", value)
+    if seconds < minimum:
+        raise InvalidArgument(f"Worker needs {kind} >= {minimum} s, got {seconds}")
+    return seconds
+
+
+def _hooks(kind: str, hooks: list[Hook] | None) -> list[Hook]:
+    listed = list(hooks or ())
+    for hook in listed:
+        if not callable(hook):
+            raise InvalidArgument(f"Worker {kind} must list callables, not {hook!r}")
+    return listed

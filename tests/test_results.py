@@ -16,6 +16,15 @@ def square(n: int) -> int:
     return n * n
 
 
+STARTED: list[asyncio.Event] = [asyncio.Event()]
+
+
+async def long_running() -> str:
+    STARTED[0].set()
+    await asyncio.Event().wait()  # never set: only a cancellation ends it
+    return "finished"
+
+
 def fail(n: int) -> int:
     raise ValueError(f"no {n}")
 
@@ -59,4 +68,29 @@ async def test_result_waits_for_a_task_still_to_run(make_store: StoreFactory) ->
         await running
     with pytest.raises(TimeoutError):
         await queue.result((await queue.submit(square, (1,), delay=3600)).id, timeout=0.2)
+    await queue.aclose()
+
+
+async def test_a_running_task_cancelled_is_stopped_and_never_completes(
+    make_store: StoreFactory,
+) -> None:
+    started = STARTED[0] = asyncio.Event()  # module state: the task travels by reference
+    queue = Queue(make_store(), name="res", secret="s" * 32)
+    handle = await queue.submit(long_running)
+    worker = Worker(queue, lease=0.3)  # renewals every 0.1 s: the cancel is seen within one
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        assert await queue.cancel(handle.id)
+        with pytest.raises(TaskCancelled):
+            await handle.result(timeout=10)
+        for _ in range(200):  # the worker notices at its next renewal
+            if worker.stats.cancelled:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        worker.stop()
+        await running
+    assert worker.stats.cancelled == 1 and worker.stats.completed == 0
+    assert (await queue.status(handle.id)).value == "cancelled"  # type: ignore[union-attr]
     await queue.aclose()

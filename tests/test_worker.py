@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from kew_plug import (
+    InvalidArgument,
     Outcome,
     Queue,
     RetryPolicy,
@@ -510,8 +512,31 @@ async def test_thousand_task_mix_end_to_end(make_store: StoreFactory, queue_name
     assert w.stats.retried == 200 * 2 + 100
 
 
-async def test_worker_rejects_bad_options() -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency": 0}, "concurrency >= 1"),
+        ({"concurrency": 2.5}, "concurrency >= 1"),
+        ({"concurrency": True}, "concurrency >= 1"),
+        ({"lease": 0}, "lease >= 0.05 s"),
+        ({"lease": float("nan")}, "lease must be"),
+        ({"lease": "5"}, "lease must be a number"),
+        ({"shutdown_timeout": -1}, "shutdown_timeout must be >= 0"),
+        ({"recover_interval": 0}, "recover_interval >= 0.01 s"),
+        ({"recover_interval": -1}, "recover_interval must be >= 0"),
+        ({"wait_timeout": 0}, "wait_timeout >= 0.001 s"),
+        ({"retry": 3}, "RetryPolicy"),
+        ({"on_fail": [print, "x"]}, "on_fail must list callables"),
+        ({"executor": "fork"}, "executor in"),
+        ({"name": "a{b}"}, "brace"),
+    ],
+)
+def test_worker_rejects_bad_options(options: dict[str, Any], message: str) -> None:
     q = Queue("memory")
-    for options in ({"concurrency": 0}, {"lease": 0}, {"shutdown_timeout": -1}):
-        with pytest.raises(ValueError, match="Worker needs"):
-            Worker(q, **options)
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        Worker(q, **options)
+
+
+def test_worker_needs_a_queue() -> None:
+    with pytest.raises(InvalidArgument, match="Worker needs a Queue, not str"):
+        Worker("memory")  # type: ignore[arg-type]
