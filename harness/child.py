@@ -84,13 +84,13 @@ def build_breaker(spec: ChildSpec, store: Store, queue: str) -> Breaker | None:
         if made is None:
             raise SystemExit(f"--breaker redis needs a Redis store, not {type(store).__name__}")
         return made
-    return make_breaker(spec.breaker, store, queue)
+    return make_breaker(spec.breaker, store, queue, **spec.breaker_options)
 
 
 def build_queue(spec: ChildSpec, store: Store, ledger: LedgerWriter, queue: str) -> Queue:
     breaker = build_breaker(spec, store, queue)
     if breaker is not None:
-        breaker = RecordingBreaker(breaker, ledger)
+        breaker = RecordingBreaker(breaker, ledger, queue)
     # Breaker probes that meet the outage each cost their task an attempt.
     retries = 20 if spec.scenario == "breaker" else 4
     return Queue(store, spec.serializer, breaker, name=queue, secret=spec.secret, retries=retries)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.ledger import LedgerWriter
+from harness.recording import GRANT
 from kew_plug.context import current_task
 
 LEDGER: LedgerWriter | None = None  # set by each child process at start
@@ -67,7 +68,9 @@ def execute(i: int, salt: int, plan: Plan) -> Any:
     if plan.down_until:
         now = time.time()
         down = plan.down_from <= now < plan.down_until
-        ledger.write("call", id=ctx.task_id, k=ctx.token, ok=not down)
+        # With the breaker's decision that let this call start (none: no breaker report).
+        grant = GRANT.get() or {}
+        ledger.write("call", id=ctx.task_id, k=ctx.token, ok=not down, **grant)
         if down:
             raise DownstreamDown("downstream unavailable")
     value = value_for(i, salt, plan)

@@ -16,7 +16,7 @@ import redis.asyncio
 from kew_plug.backends.breakers import LocalBreaker
 from kew_plug.backends.redis import RedisStore
 from kew_plug.backends.redis.breaker import RedisBreaker
-from kew_plug.interfaces import Breaker, BreakerState
+from kew_plug.interfaces import Breaker, BreakerState, DecisionKind
 
 MakeBreaker = Callable[..., Awaitable[Breaker]]
 
@@ -218,24 +218,39 @@ async def test_reset_zeroes_failure_count_in_closed(make_breaker: MakeBreaker) -
     assert await breaker.state() == BreakerState.OPEN
 
 
-async def test_tripped_marks_only_the_failure_that_opened_it(make_breaker: MakeBreaker) -> None:
+def kind(breaker: Breaker) -> DecisionKind | None:
+    return breaker.last_decision.kind if breaker.last_decision is not None else None
+
+
+async def test_decisions_name_the_failure_that_tripped_it(make_breaker: MakeBreaker) -> None:
     breaker = await make_breaker(failure_threshold=3, reset_timeout=SHORT)
-    flags = []
+    kinds = []
     for _ in range(3):
         await breaker.record_failure()
-        flags.append(breaker.tripped)
-    assert flags == [False, False, True]
+        kinds.append(kind(breaker))
+    assert kinds == [DecisionKind.RECORDED, DecisionKind.RECORDED, DecisionKind.TRIPPED]
+    assert await breaker.opened_count() == 1
     await breaker.record_failure()  # a straggler while open changes nothing
-    assert breaker.tripped is False
+    assert kind(breaker) is DecisionKind.RECORDED
+    assert await breaker.allow() is False and kind(breaker) is DecisionKind.DENIED
 
 
-async def test_probe_marks_half_open_grants_only(make_breaker: MakeBreaker) -> None:
+async def test_decisions_mark_half_open_grants_as_probes_on_one_clock(
+    make_breaker: MakeBreaker,
+) -> None:
     breaker = await make_breaker(failure_threshold=1, reset_timeout=SHORT)
-    assert await breaker.allow() is True and breaker.probe is False
+    assert await breaker.allow() is True and kind(breaker) is DecisionKind.GRANTED
     await half_open(breaker)
-    assert await breaker.allow() is True and breaker.probe is True
+    tripped = breaker.last_decision
+    assert await breaker.allow() is True and kind(breaker) is DecisionKind.PROBE
+    probe = breaker.last_decision
+    assert tripped is not None and probe is not None
+    # On the breaker's clock the probe came at least reset_timeout after the trip.
+    assert probe.at_us - tripped.at_us >= round(SHORT * 1_000_000)
+    assert probe.opened == tripped.opened == 1
     await breaker.record_success()
-    assert await breaker.allow() is True and breaker.probe is False
+    assert kind(breaker) is DecisionKind.CLOSED
+    assert await breaker.allow() is True and kind(breaker) is DecisionKind.GRANTED
 
 
 async def test_a_probe_that_never_reports_expires_after_reset_timeout(

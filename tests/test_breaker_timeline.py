@@ -1,0 +1,135 @@
+"""Breaker accounting on the breaker's own clock: synthetic ledgers for each rule, then the
+harness against a breaker that grants calls while open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import harness
+from harness.breaker_timeline import analyse
+
+A, B = 100, 200  # process ids
+RESET_US = 300_000
+T0 = 1_700_000_000_000_000  # a server clock, microseconds
+
+
+def cfg(p: int = A, shared: bool = True, max_calls: int = 1) -> dict[str, Any]:
+    return {
+        "e": "bcfg", "p": p, "t": 0.0, "c": "q", "sh": shared, "reset_us": RESET_US,
+        "max_calls": max_calls, "threshold": 5, "kind": "TestBreaker",
+    }  # fmt: skip
+
+
+def dec(kind: str, at: int, opened: int, p: int = A, shared: bool = True) -> dict[str, Any]:
+    return {
+        "e": "bdec",
+        "p": p,
+        "t": 0.0,
+        "c": "q",
+        "sh": shared,
+        "bk": kind,
+        "bt": at,
+        "bn": opened,
+    }
+
+
+def call(
+    at: int, opened: int, p: int = A, ok: bool = True, wall: float = 0.0, **kw: Any
+) -> dict[str, Any]:
+    fields = {"c": "q", "sh": True, "bk": "granted", "bt": at, "bn": opened, **kw}
+    return {"e": "call", "p": p, "t": wall, "id": f"t{at}", "k": 1, "ok": ok, **fields}
+
+
+def grant_and_call(at: int, opened: int, p: int = A, wall: float = 0.0) -> list[dict[str, Any]]:
+    return [dec("granted", at, opened, p), call(at, opened, p, wall=wall)]
+
+
+def test_a_call_granted_before_the_trip_is_not_while_open_whenever_it_starts() -> None:
+    # Granted in process B 1 us before A's failure tripped the circuit; by the wall clocks B's
+    # call starts well after A wrote its trip. The old check counted it; it is correct.
+    records = [cfg(A), cfg(B), dec("tripped", T0, 1, A)]
+    records += grant_and_call(T0 - 1, 0, B, wall=5.0)
+    report, failures = analyse(records)
+    assert report["calls_while_open"] == 0 and failures == []
+
+
+def test_a_grant_after_the_trip_counts_even_in_the_same_microsecond() -> None:
+    records = [cfg(), dec("tripped", T0, 1)]
+    records += grant_and_call(T0, 0, B)  # same microsecond, but it had not seen the trip
+    records += grant_and_call(T0, 1, B)  # same microsecond, saw it: open
+    records += grant_and_call(T0 + RESET_US - 1, 1, B)  # last microsecond of the open period
+    report, failures = analyse(records)
+    assert report["calls_while_open"] == 2 and report["grants_while_open"] == 2
+    assert failures == [
+        "breaker: 2 downstream calls were granted while the circuit was open (2 grants in "
+        "all), on the breaker's own clock"
+    ]
+
+
+def test_reset_timeout_after_the_trip_is_half_open_and_one_probe_is_allowed() -> None:
+    records = [cfg(), dec("tripped", T0, 1)]
+    records += [dec("probe", T0 + RESET_US, 1), call(T0 + RESET_US, 1, bk="probe")]
+    records += [dec("closed", T0 + RESET_US + 50, 1)]
+    records += grant_and_call(T0 + RESET_US + 60, 1)  # closed again: an ordinary call
+    report, failures = analyse(records)
+    assert (report["calls_while_open"], report["half_open_probes"]) == (0, 1)
+    assert report["probes_per_episode"] == [1] and failures == []
+
+
+def test_a_second_probe_in_one_episode_fails_whatever_the_breaker_calls_it() -> None:
+    records = [cfg(), dec("tripped", T0, 1)]
+    records += [dec("probe", T0 + RESET_US + 5, 1, A), dec("granted", T0 + RESET_US + 9, 1, B)]
+    report, failures = analyse(records)
+    assert report["half_open_probes"] == 2
+    assert failures == ["breaker: 2 probes in one half-open episode (at most 1 allowed)"]
+
+
+def test_a_probe_that_never_reported_expires_and_a_new_one_is_allowed() -> None:
+    first = T0 + RESET_US
+    records = [cfg(), dec("tripped", T0, 1), dec("probe", first, 1)]
+    records += [dec("probe", first + RESET_US - 1, 1)]  # too early: two at once
+    report, _ = analyse(records)
+    assert report["half_open_probes"] == 2
+    records[-1] = dec("probe", first + RESET_US, 1)  # the first has expired
+    report, failures = analyse(records)
+    assert report["half_open_probes"] == 1 and failures == []
+
+
+def test_local_breakers_are_judged_per_process_only() -> None:
+    # A's circuit is open; B's own circuit is closed, and the clocks of A and B differ.
+    records = [cfg(A, shared=False), cfg(B, shared=False)]
+    records += [dec("tripped", 5_000, 1, A, shared=False)]
+    records += [dec("granted", 5_010, 0, B, shared=False), call(5_010, 0, B, sh=False)]
+    report, failures = analyse(records)
+    assert report["calls_while_open"] == 0 and failures == []
+    records += [dec("granted", 5_020, 1, A, shared=False), call(5_020, 1, A, sh=False)]
+    report, failures = analyse(records)
+    assert report["calls_while_open"] == 1 and len(failures) == 1
+
+
+def test_calls_without_decision_times_cannot_pass() -> None:
+    records = [cfg(), dec("tripped", T0, 1)]
+    records += [{"e": "call", "p": A, "t": 1.0, "id": "x", "k": 1, "ok": True}]
+    report, failures = analyse(records)
+    assert report["calls_without_decision_time"] == 1
+    assert any("does not report Breaker.last_decision" in f for f in failures)
+
+
+def test_a_circuit_that_never_opens_fails() -> None:
+    report, failures = analyse([cfg(), *grant_and_call(T0, 0)])
+    assert report["opened"] == 0
+    assert failures == ["breaker: the circuit never opened during the downstream outage"]
+
+
+def test_the_harness_catches_a_breaker_that_grants_calls_while_open() -> None:
+    report = harness.run(
+        procs=2,
+        tasks=300,
+        scenario="breaker",
+        breaker="tests.broken_breakers:factory",
+        progress=False,
+        timeout=60,
+    )
+    assert not report.ok
+    assert report.data["breaker_report"]["calls_while_open"] > 0
+    assert {f.split(":")[0] for f in report.data["failures"]} == {"breaker"}
