@@ -15,7 +15,14 @@ from kew_plug.errors import (
     UnknownBackend,
 )
 from kew_plug.hooks import TaskEvent
-from kew_plug.interfaces import Breaker, BreakerState, Serializer, Store
+from kew_plug.interfaces import (
+    Breaker,
+    BreakerDecision,
+    BreakerState,
+    DecisionKind,
+    Serializer,
+    Store,
+)
 from kew_plug.models import (
     Claim,
     ClaimBatch,
@@ -34,9 +41,11 @@ from kew_plug.worker import Worker, WorkerStats
 
 __all__ = [
     "Breaker",
+    "BreakerDecision",
     "BreakerState",
     "Claim",
     "ClaimBatch",
+    "DecisionKind",
     "EnqueueReport",
     "InvalidArgument",
     "KewError",

@@ -3,10 +3,14 @@ harness against a breaker that grants calls while open."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import harness
 from harness.breaker_timeline import analyse
+from harness.child import ChildSpec, after_every_peer_started
+from harness.ledger import LedgerWriter, read_all
 
 A, B = 100, 200  # process ids
 RESET_US = 300_000
@@ -133,3 +137,23 @@ def test_the_harness_catches_a_breaker_that_grants_calls_while_open() -> None:
     assert not report.ok
     assert report.data["breaker_report"]["calls_while_open"] > 0
     assert {f.split(":")[0] for f in report.data["failures"]} == {"breaker"}
+
+
+async def test_the_outage_moves_to_after_the_last_process_started(tmp_path: Path) -> None:
+    spec = ChildSpec(
+        index=0, submits=True, works=True, store="fakeredis", server_url=None, namespace="n",
+        queues=("q",), serializer="cloudpickle", breaker="redis", secret="s",
+        ledger_dir=str(tmp_path), first=0, last=10, salt=0, task_kind="closure", task_fn="",
+        task_ms=0.0, scenario="breaker", concurrency=1, lease=10.0, batch=10,
+        breaker_options={}, downstream=(101.0, 102.0), start_at=100.0, peers=2,
+    )  # fmt: skip
+    late = LedgerWriter(tmp_path / "p1.jsonl")
+    LedgerWriter(tmp_path / "p0.jsonl").write("hello")
+    moved = asyncio.create_task(after_every_peer_started(spec))
+    await asyncio.sleep(0.05)
+    assert not moved.done()  # still waiting for the second process
+    late.write("hello")
+    aligned = await asyncio.wait_for(moved, 5)
+    last_hello = max(r["t"] for r in read_all(tmp_path))
+    assert aligned.start_at == last_hello + 0.5
+    assert aligned.downstream == (aligned.start_at + 1.0, aligned.start_at + 2.0)
