@@ -75,6 +75,7 @@ def store_factory(
     the memory store hands out one object), and the list of stores it made. It takes the
     shipped contract suite's arguments too (`namespace=`, which it ignores: it has one)."""
     made: list[Store] = []
+    fixed = namespace  # the factories' own `namespace` argument is ignored
     if kind == "memory":
         shared: list[MemoryStore] = []
 
@@ -100,7 +101,6 @@ def store_factory(
             made.append(store)
             return store
 
-    fixed = namespace
     return factory, made
 
 
