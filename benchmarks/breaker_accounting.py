@@ -34,6 +34,7 @@ class Run:
     wall: float
     failures: list[str]
     report: dict[str, Any]
+    checks: dict[str, Any] | None = None
 
 
 def one_run(breaker: str) -> Run:
@@ -50,7 +51,8 @@ def one_run(breaker: str) -> Run:
         if not path.exists():
             return Run(done.returncode, wall, [f"no report: {done.stderr[-300:]}"], {})
         data = json.loads(path.read_text())
-    return Run(done.returncode, wall, data["failures"], data.get("breaker_report", {}))
+    report = data.get("breaker_report", {})
+    return Run(done.returncode, wall, data["failures"], report, data["checks"])
 
 
 def main() -> None:
@@ -66,7 +68,7 @@ def main() -> None:
             for i in range(args.runs):
                 r = one_run(breaker)
                 results[name].append(r)
-                print(name, i + 1, r.rc, r.report, r.failures, flush=True)
+                print(name, i + 1, r.rc, r.report, r.checks, r.failures, flush=True)
     finally:
         for hog in hogs:
             os.kill(hog.pid, signal.SIGKILL)

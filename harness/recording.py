@@ -16,6 +16,9 @@ from kew_plug.interfaces import Breaker, BreakerDecision, BreakerState, Decision
 
 #: Ledger fields of the decision that granted the current task's downstream call.
 GRANT: ContextVar[dict[str, Any] | None] = ContextVar("kew_harness_grant", default=None)
+#: Created in the ledger folder by the first trip of any breaker of the run: the simulated
+#: downstream stays down until a breaker has opened (see harness.tasks).
+TRIPPED_MARKER = "tripped"
 
 
 class RecordingBreaker(Breaker):
@@ -55,6 +58,8 @@ class RecordingBreaker(Breaker):
             return None  # no transition: nothing for the timeline
         fields = self._fields(decision)
         self.ledger.write("bdec", **fields)
+        if decision.kind is DecisionKind.TRIPPED:
+            (self.ledger.path.parent / TRIPPED_MARKER).touch()
         return fields
 
     async def allow(self) -> bool:

@@ -4,13 +4,20 @@ harness against a breaker that grants calls while open."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import harness
+from harness import tasks
 from harness.breaker_timeline import analyse
 from harness.child import ChildSpec, after_every_peer_started
 from harness.ledger import LedgerWriter, read_all
+from harness.recording import TRIPPED_MARKER
+from kew_plug.context import TaskContext, set_current
 
 A, B = 100, 200  # process ids
 RESET_US = 300_000
@@ -157,3 +164,32 @@ async def test_the_outage_moves_to_after_the_last_process_started(tmp_path: Path
     last_hello = max(r["t"] for r in read_all(tmp_path))
     assert aligned.start_at == last_hello + 0.5
     assert aligned.downstream == (aligned.start_at + 1.0, aligned.start_at + 2.0)
+
+
+def test_the_outage_lasts_until_a_breaker_opened_within_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "LEDGER", LedgerWriter(tmp_path / "p0.jsonl"))
+
+    def call(plan: tasks.Plan) -> bool:
+        """True when the downstream answered."""
+
+        def body() -> bool:
+            set_current(TaskContext("q", "t1", 1, 3, 1, "w"))
+            try:
+                tasks.execute(1, 0, plan)
+            except tasks.DownstreamDown:
+                return False
+            return True
+
+        return contextvars.copy_context().run(body)
+
+    now = time.time()
+    window_over = tasks.Plan(down_from=now - 2, down_until=now - 1)
+    grace_over = tasks.Plan(down_from=now - 20, down_until=now - 1 - tasks.OUTAGE_GRACE_S)
+    assert not call(window_over)  # no breaker has opened yet: still down
+    assert call(grace_over)  # but not for ever
+    (tmp_path / TRIPPED_MARKER).touch()
+    assert call(window_over)
+    calls = [r for r in read_all(tmp_path) if r["e"] == "call"]
+    assert [r["ok"] for r in calls] == [False, True, True]
