@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import tasks
-from harness.ledger import LedgerWriter
+from harness.ledger import LedgerWriter, read_all
 from harness.recording import RecordingBreaker
 from kew_plug.errors import StoreUnavailable
 from kew_plug.hooks import TaskEvent
@@ -54,6 +54,7 @@ class ChildSpec:
     breaker_options: dict[str, float]
     downstream: tuple[float, float]  # outage window, wall clock
     start_at: float  # wall clock; the breaker scenario paces submissions from here
+    peers: int = 1  # processes started together (the breaker scenario waits for them all)
 
 
 def build_store(spec: str, server_url: str | None, namespace: str) -> Store:
@@ -84,13 +85,13 @@ def build_breaker(spec: ChildSpec, store: Store, queue: str) -> Breaker | None:
         if made is None:
             raise SystemExit(f"--breaker redis needs a Redis store, not {type(store).__name__}")
         return made
-    return make_breaker(spec.breaker, store, queue)
+    return make_breaker(spec.breaker, store, queue, **spec.breaker_options)
 
 
 def build_queue(spec: ChildSpec, store: Store, ledger: LedgerWriter, queue: str) -> Queue:
     breaker = build_breaker(spec, store, queue)
     if breaker is not None:
-        breaker = RecordingBreaker(breaker, ledger)
+        breaker = RecordingBreaker(breaker, ledger, queue)
     # Breaker probes that meet the outage each cost their task an attempt.
     retries = 20 if spec.scenario == "breaker" else 4
     return Queue(store, spec.serializer, breaker, name=queue, secret=spec.secret, retries=retries)
@@ -229,6 +230,8 @@ async def child_async(spec: ChildSpec) -> None:
     queues = [build_queue(spec, store, ledger, name) for name in spec.queues]
     await wait_for_store(store)
     ledger.write("hello", i=spec.index, submits=spec.submits, works=spec.works)
+    if spec.scenario == "breaker" and spec.submits:
+        spec = await after_every_peer_started(spec)
     try:
         jobs = []
         if spec.works:
@@ -242,6 +245,24 @@ async def child_async(spec: ChildSpec) -> None:
                 await q.breaker.aclose()
         await store.aclose()
         ledger.write("bye")
+
+
+async def after_every_peer_started(spec: ChildSpec, within: float = 60.0) -> ChildSpec:
+    """The breaker scenario's outage must fall while tasks flow. On a loaded machine the
+    processes may start later than planned, so the pacing and the outage move to just after
+    the last peer said hello: every submitter reads the same hellos and so agrees."""
+    deadline = time.monotonic() + within
+    while True:
+        hellos = [r["t"] for r in read_all(Path(spec.ledger_dir)) if r["e"] == "hello"]
+        if len(hellos) >= spec.peers or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    start_at = max(spec.start_at, max(hellos, default=0.0) + 0.5)
+    shift = start_at - spec.start_at
+    down_from, down_until = spec.downstream
+    return dataclasses.replace(
+        spec, start_at=start_at, downstream=(down_from + shift, down_until + shift)
+    )
 
 
 def child_main(spec: ChildSpec) -> None:

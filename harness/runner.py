@@ -201,6 +201,7 @@ def _plan_children(
                 breaker_options=dict(BREAKER_OPTIONS),
                 downstream=downstream,
                 start_at=start_at,
+                peers=len(roles),
             )
         )
     return specs

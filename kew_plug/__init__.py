@@ -27,7 +27,14 @@ from kew_plug.errors import (
 )
 from kew_plug.extras import missing_extra
 from kew_plug.hooks import TaskEvent
-from kew_plug.interfaces import Breaker, BreakerState, Serializer, Store
+from kew_plug.interfaces import (
+    Breaker,
+    BreakerDecision,
+    BreakerState,
+    DecisionKind,
+    Serializer,
+    Store,
+)
 from kew_plug.models import (
     Claim,
     ClaimBatch,
@@ -93,11 +100,13 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Breaker",
+    "BreakerDecision",
     "BreakerState",
     "Claim",
     "ClaimBatch",
     "Closed",
     "CloudpickleSerializer",
+    "DecisionKind",
     "DillSerializer",
     "EnqueueReport",
     "FakeRedisStore",

@@ -7,6 +7,7 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
@@ -224,6 +225,28 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+class DecisionKind(StrEnum):
+    GRANTED = "granted"  # allow() said yes while closed
+    PROBE = "probe"  # allow() said yes while half-open
+    DENIED = "denied"  # allow() said no
+    TRIPPED = "tripped"  # record_failure() opened the circuit (or reopened it)
+    CLOSED = "closed"  # record_success() or reset() closed it
+    RECORDED = "recorded"  # record_success() or record_failure() changed no state
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerDecision:
+    """What one breaker call decided, when, on the breaker's own clock. `at_us` is the time
+    the decision was taken in microseconds on that clock (the server's for a shared breaker,
+    the process's for a local one); `opened` is how many times the circuit had opened as
+    the decision saw it (after the trip, for TRIPPED). The harness orders decisions by these
+    two numbers and judges each grant against the trips, never by the `kind` alone."""
+
+    kind: DecisionKind
+    at_us: int
+    opened: int
+
+
 class Breaker(_AsyncClosing, ABC):
     """A circuit breaker. Closed until `failure_threshold` consecutive failures, then open for
     `reset_timeout` seconds, then half-open: at most `half_open_max_calls` probes are allowed;
@@ -232,10 +255,14 @@ class Breaker(_AsyncClosing, ABC):
     failure_threshold: int
     reset_timeout: float
     half_open_max_calls: int
-    #: Introspection for reports (the harness): did this object's last `record_failure` open
-    #: the circuit, and was its last granted `allow` a half-open probe?
-    tripped: bool = False
-    probe: bool = False
+    #: True when every process using the breaker shares its state and its clock (decision
+    #: times from different processes can be compared); False for per-process state.
+    shared: bool = False
+    #: The decision of this object's last allow(), record_success(), record_failure() or
+    #: reset(), or None for a breaker that does not report them (the harness then cannot
+    #: check it). Set before the method returns and after its last await, so a caller
+    #: reading it right after awaiting the method sees its own call's decision.
+    last_decision: BreakerDecision | None = None
 
     @abstractmethod
     async def allow(self) -> bool:
@@ -261,3 +288,9 @@ class Breaker(_AsyncClosing, ABC):
     async def retry_after(self) -> float:
         """Seconds until an open breaker may half-open (0 when not open). A hint for waiting."""
         return 0.0
+
+    async def opened_count(self) -> int:
+        """How many times the circuit has gone to open (reopens from half-open included);
+        `reset()` does not clear it. By default the count seen by this object's last
+        decision (0 before any), which the shipped breakers replace with their own."""
+        return self.last_decision.opened if self.last_decision is not None else 0

@@ -4,6 +4,7 @@ only when asked, so `kew_plug` never imports `backends` or `serializers` at modu
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -118,4 +119,24 @@ def make_breaker(
         local = load_object(BREAKERS["local"], "breaker", list(BREAKERS))
         made_local: Breaker = local(**options)
         return made_local
-    return _build(spec, BREAKERS, "breaker", Breaker)  # type: ignore[type-abstract]
+    known = [*BREAKERS, "none", "package.module:factory"]
+    factory = load_object(spec, "breaker", known)
+    if isinstance(factory, Breaker) or not callable(factory):
+        made = factory
+    else:
+        # A factory takes whichever of the store (to share state in it), the queue's name
+        # and the breaker options its signature names; `**kwargs` takes the options.
+        made = factory(**_accepted(factory, {"store": store, "queue": queue}, options))
+    if not isinstance(made, Breaker):
+        raise UnknownBackend("breaker", spec, known, f"it produced {type(made).__name__}")
+    return made
+
+
+def _accepted(
+    fn: Callable[..., Any], parts: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
+    params = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in {**parts, **options}.items() if k in params}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs.update(options)
+    return kwargs

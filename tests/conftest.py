@@ -68,15 +68,18 @@ def namespace() -> str:
 StoreFactory = Callable[..., Store]
 
 
-@pytest.fixture(params=STORE_PARAMS, ids=lambda p: f"store={p}")
-async def make_store(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[StoreFactory]:
-    """Builds stores of one kind that all share state (same server, same namespace)."""
+def store_factory(
+    kind: str, request: pytest.FixtureRequest, namespace: str
+) -> tuple[StoreFactory, list[Store]]:
+    """A factory of stores of one kind that all share state (same server, same namespace;
+    the memory store hands out one object), and the list of stores it made. It takes the
+    shipped contract suite's arguments too (`namespace=`, which it ignores: it has one)."""
     made: list[Store] = []
-    kind = request.param
+    fixed = namespace  # the factories' own `namespace` argument is ignored
     if kind == "memory":
         shared: list[MemoryStore] = []
 
-        def factory(**options: float) -> Store:
+        def factory(namespace: str | None = None, **options: float) -> Store:
             if not shared:
                 shared.append(MemoryStore(**options))
             return shared[0]
@@ -85,19 +88,26 @@ async def make_store(request: pytest.FixtureRequest, namespace: str) -> AsyncIte
 
         server = fakeredis.FakeServer()
 
-        def factory(**options: float) -> Store:
-            store = FakeRedisStore(server, namespace=namespace, **options)
+        def factory(namespace: str | None = None, **options: float) -> Store:
+            store = FakeRedisStore(server, namespace=fixed, **options)
             made.append(store)
             return store
     else:
         fixture = "cluster_url" if kind == "redis-cluster" else "redis_url"
         url = request.getfixturevalue(fixture)
 
-        def factory(**options: float) -> Store:
-            store = RedisStore.from_url(url, namespace=namespace, **options)
+        def factory(namespace: str | None = None, **options: float) -> Store:
+            store = RedisStore.from_url(url, namespace=fixed, **options)
             made.append(store)
             return store
 
+    return factory, made
+
+
+@pytest.fixture(params=STORE_PARAMS, ids=lambda p: f"store={p}")
+async def make_store(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[StoreFactory]:
+    """Builds stores of one kind that all share state (same server, same namespace)."""
+    factory, made = store_factory(request.param, request, namespace)
     yield factory
     for store in made:
         await store.aclose()

@@ -120,23 +120,3 @@ def test_split_roles_with_no_cross_process_pickup_fail() -> None:
     records = submitted("a") + ran("a", 1, 1, SUBMITTER)
     checks, failures = check(records, roles="split")
     assert checks["cross_process"] == 0 and categories(failures) == {"cross_process"}
-
-
-def test_breaker_report_counts_calls_inside_open_windows_and_probes() -> None:
-    records = submitted("a") + ran("a", 0.5, 1)
-    records += [
-        rec("bopen", 1.0),
-        rec("call", 1.1, WORKER_B, id="x", k=9, ok=False),  # inside [1.0, 1.3): while open
-        rec("call", 1.4, WORKER_B, id="y", k=10, ok=True),  # after it half-opened
-        rec("probe", 1.35),
-        rec("probe", 1.36, WORKER_B),
-    ]
-    options = {"failure_threshold": 5, "reset_timeout": 0.3, "half_open_max_calls": 1}
-    verdict = evaluate(
-        records, StoreFacts(), roles="mixed", scenario="breaker", breaker="redis",
-        breaker_options=options,
-    )  # fmt: skip
-    report = verdict.details["breaker_report"]
-    assert report["opened"] == 1 and report["calls_while_open"] == 1
-    assert report["half_open_probes"] == 2
-    assert {f.split(":", 1)[0] for f in verdict.failures} == {"breaker"}

@@ -101,12 +101,12 @@ def test_breaker_scenario_shared_versus_local(breaker: str) -> None:
     br = report.data["breaker_report"]
     assert report.ok, report.data["failures"]
     assert br["opened"] >= 1 and br["threshold"] == 5
-    if breaker == "redis":
-        assert br["calls_while_open"] == 0
-        assert br["half_open_probes"] == 1
-    else:
+    # Judged on the breaker's own clock: the shared one across processes, a local one
+    # within its process. Either way no call is granted while its circuit is open.
+    assert br["calls_while_open"] == 0 and br["half_open_probes"] == 1
+    if breaker == "local":
         # Each process has its own circuit: the others keep calling while one is open.
-        assert br["calls_while_open"] > 0
+        assert br["calls_while_open_elsewhere"] > 0
 
 
 def test_user_task_function_through_the_plugin_fixture(kew_harness) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import pytest
 
 from kew_plug.backends.breakers import LocalBreaker
 from kew_plug.errors import InvalidArgument
-from kew_plug.interfaces import Breaker, BreakerState
+from kew_plug.interfaces import Breaker, BreakerDecision, BreakerState, DecisionKind
 
 T0 = 100.0
 
@@ -94,18 +94,38 @@ async def test_retry_after(clock: FakeClock) -> None:
 
 async def test_opened_count(clock: FakeClock) -> None:
     breaker = make(clock, failure_threshold=2)
-    assert breaker.opened_count == 0
+    assert await breaker.opened_count() == 0
     await record(breaker, "FF")
-    assert breaker.opened_count == 1
+    assert await breaker.opened_count() == 1
     await record(breaker, "FFF")  # failures while open neither reopen nor count
-    assert breaker.opened_count == 1
+    assert await breaker.opened_count() == 1
     clock.now = T0 + 10.0
     await breaker.record_failure()  # half-open failure reopens
-    assert breaker.opened_count == 2
+    assert await breaker.opened_count() == 2
     await breaker.reset()  # a lifetime statistic: reset does not erase history
-    assert breaker.opened_count == 2
-    with pytest.raises(AttributeError):
-        breaker.opened_count = 0  # type: ignore[misc]
+    assert await breaker.opened_count() == 2
+
+
+async def test_decisions_are_reported_on_the_breaker_clock_in_microseconds(
+    clock: FakeClock,
+) -> None:
+    breaker = make(clock, failure_threshold=1)
+    assert breaker.last_decision is None and breaker.shared is False
+    assert await breaker.allow()
+    assert breaker.last_decision == BreakerDecision(DecisionKind.GRANTED, 100_000_000, 0)
+    clock.now = T0 + 1.5
+    await breaker.record_failure()
+    assert breaker.last_decision == BreakerDecision(DecisionKind.TRIPPED, 101_500_000, 1)
+    clock.now = T0 + 11.499999
+    assert not await breaker.allow()
+    assert breaker.last_decision == BreakerDecision(DecisionKind.DENIED, 111_499_999, 1)
+    clock.now = T0 + 11.5  # exactly reset_timeout after the trip: half-open
+    assert await breaker.allow()
+    assert breaker.last_decision == BreakerDecision(DecisionKind.PROBE, 111_500_000, 1)
+    await breaker.record_success()
+    assert breaker.last_decision.kind is DecisionKind.CLOSED
+    await breaker.record_success()
+    assert breaker.last_decision.kind is DecisionKind.RECORDED
 
 
 async def test_outcomes_while_open_are_ignored(clock: FakeClock) -> None:
@@ -125,7 +145,7 @@ async def test_failure_rate_opens_at_rate(clock: FakeClock) -> None:
     assert await breaker.state() == BreakerState.CLOSED
     await breaker.record_failure()  # 5 of the last 10
     assert await breaker.state() == BreakerState.OPEN
-    assert breaker.opened_count == 1
+    assert await breaker.opened_count() == 1
 
 
 async def test_failure_rate_below_rate_stays_closed(clock: FakeClock) -> None:

@@ -7,14 +7,14 @@ failure-rate window)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.commands.core import AsyncScript
 
 from kew_plug.backends.redis.errors import describe_target, translated
 from kew_plug.backends.redis.scripts import source
 from kew_plug.errors import InvalidArgument
-from kew_plug.interfaces import Breaker, BreakerState
+from kew_plug.interfaces import Breaker, BreakerDecision, BreakerState, DecisionKind
 
 __all__ = ["RedisBreaker"]
 
@@ -40,6 +40,14 @@ def _check_seconds(name: str, value: object) -> float:
     return float(value)
 
 
+class _Reply(NamedTuple):
+    state: BreakerState
+    flag: bool  # granted, tripped or closed, depending on the op
+    retry_ms: int
+    opened: int
+    now_us: int  # when the script ran, server clock
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -51,8 +59,11 @@ class RedisBreaker(Breaker):
     life: every write refreshes it, so an idle breaker's key disappears, which reads as
     closed with zero counts. `opened_count()` counts transitions to open over that life;
     `reset()` keeps it. The client belongs to the caller (usually the store): `aclose()`
-    leaves it open.
+    leaves it open. Every decision is taken, and reported in `last_decision`, on the
+    server's clock in microseconds, so decisions from all processes line up on one clock.
     """
+
+    shared = True
 
     def __init__(
         self,
@@ -80,44 +91,56 @@ class RedisBreaker(Breaker):
         self.client = client
         self.key = key
         self.target = describe_target(client)
-        # At least 1 ms: a zero timeout would skip the open state altogether.
-        reset_ms = max(1, round(self.reset_timeout * 1000))
+        # At least 1 us: a zero timeout would skip the open state altogether.
+        reset_us = max(1, round(self.reset_timeout * 1_000_000))
         ttl_ms = max(1, round(self.ttl * 1000))
-        self._args = (self.failure_threshold, reset_ms, self.half_open_max_calls, ttl_ms)
+        self._args = (self.failure_threshold, reset_us, self.half_open_max_calls, ttl_ms)
         self._script: AsyncScript = client.register_script(source("breaker"))
 
-    async def _call(self, op: str) -> tuple[BreakerState, bool, int, int]:
-        """One round trip: (state, granted, retry-after ms, opened count)."""
+    async def _call(self, op: str) -> _Reply:
+        """One round trip: the script's verdict, on the server's clock."""
         with translated(self.target):
             reply = await self._script(keys=[self.key], args=[op, *self._args])
-        state, granted, retry_ms, opened = reply
-        return BreakerState(_text(state)), int(granted) == 1, int(retry_ms), int(opened)
+        state, flag, retry_ms, opened, now_us = reply
+        return _Reply(
+            BreakerState(_text(state)), int(flag) == 1, int(retry_ms), int(opened), int(now_us)
+        )
+
+    def _decided(self, kind: DecisionKind, reply: _Reply) -> None:
+        self.last_decision = BreakerDecision(kind, reply.now_us, reply.opened)
 
     async def allow(self) -> bool:
-        state, granted, _, _ = await self._call("allow")
-        if granted:
-            self.probe = state is BreakerState.HALF_OPEN
-        return granted
+        reply = await self._call("allow")
+        if not reply.flag:
+            kind = DecisionKind.DENIED
+        elif reply.state is BreakerState.HALF_OPEN:
+            kind = DecisionKind.PROBE
+        else:
+            kind = DecisionKind.GRANTED
+        self._decided(kind, reply)
+        return reply.flag
 
     async def record_success(self) -> None:
-        await self._call("success")
+        reply = await self._call("success")
+        self._decided(DecisionKind.CLOSED if reply.flag else DecisionKind.RECORDED, reply)
 
     async def record_failure(self) -> None:
-        self.tripped = (await self._call("failure"))[1]
+        reply = await self._call("failure")
+        self._decided(DecisionKind.TRIPPED if reply.flag else DecisionKind.RECORDED, reply)
 
     async def state(self) -> BreakerState:
-        return (await self._call("state"))[0]
+        return (await self._call("state")).state
 
     async def reset(self) -> None:
-        await self._call("reset")
+        self._decided(DecisionKind.CLOSED, await self._call("reset"))
 
     async def retry_after(self) -> float:
-        return (await self._call("state"))[2] / 1000
+        return (await self._call("state")).retry_ms / 1000
 
     async def opened_count(self) -> int:
         """How many times the breaker has gone to open (reopens from half-open included)
         since its key was created; `reset()` does not clear it."""
-        return (await self._call("state"))[3]
+        return (await self._call("state")).opened
 
     async def aclose(self) -> None:
         """Nothing to release: the client is shared and owned by whoever passed it in."""
