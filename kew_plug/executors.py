@@ -32,8 +32,6 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
 
-import cloudpickle
-
 from kew_plug.context import current_task, set_current
 from kew_plug.errors import TaskTimeout
 
@@ -186,6 +184,8 @@ class ProcessExecutor:
         kwargs: dict[str, Any],
         timeout: float | None,
     ) -> Any:
+        import cloudpickle  # only the process executor needs it
+
         blob = cloudpickle.dumps((fn, args, kwargs, current_task()))
         worker = self._idle.pop() if self._idle else _Process.spawn()
         self._busy.add(worker)
@@ -262,6 +262,8 @@ class _Process:
         )
         theirs.close()  # so that our reads see EOF when the child dies
         conn = Connection(mine.detach())
+        import cloudpickle  # only the process executor needs it
+
         conn.send_bytes(cloudpickle.dumps(list(sys.path)))
         return cls(proc, conn)
 
@@ -288,6 +290,8 @@ def _child_main(fd: int, parent: int) -> None:
     _die_with(parent)
     conn = Connection(fd)
     try:
+        import cloudpickle  # only the process executor needs it
+
         sys.path[:] = cloudpickle.loads(conn.recv_bytes())
         while True:
             conn.send_bytes(_child_call(conn.recv_bytes()))
@@ -308,6 +312,8 @@ def _die_with(parent: int) -> None:
 
 def _child_call(blob: bytes) -> bytes:
     try:
+        import cloudpickle  # only the process executor needs it
+
         fn, args, kwargs, ctx = cloudpickle.loads(blob)
         if ctx is not None:
             set_current(ctx)
