@@ -24,6 +24,7 @@ from kew_plug.models import (
     OutcomeKind,
     QueueStats,
     RecoverReport,
+    RunningTask,
     TaskRecord,
     TaskState,
     WorkerInfo,
@@ -48,6 +49,7 @@ class _Task:
     traceback: str | None = None
     dead_payload: bytes | None = None
     expires_ms: int | None = None
+    worker: str | None = None
 
 
 class _Queue:
@@ -168,6 +170,7 @@ class MemoryStore(Store):
                 continue
             q.counter += 1
             t.state, t.token, t.attempts = TaskState.RUNNING, q.counter, t.attempts + 1
+            t.worker = worker
             q.running[task_id] = now + lease_ms
             claims.append(Claim(task_id, t.token, t.attempts, t.max_attempts, t.payload))
         if not q.ready:
@@ -284,6 +287,7 @@ class MemoryStore(Store):
             error=t.error,
             has_payload=t.payload is not None,
             traceback=t.traceback,
+            worker=t.worker,
         )
 
     async def stats(self, queue: str) -> QueueStats:
@@ -375,8 +379,10 @@ class MemoryStore(Store):
         waiting = [t.enqueued_ms for t in q.tasks.values() if t.state in _WAITING]
         return min(waiting, default=None)
 
-    async def running(self, queue: str, limit: int = 100) -> list[tuple[str, int]]:
-        return sorted(self._q(queue).running.items(), key=lambda item: item[1])[:limit]
+    async def running(self, queue: str, limit: int = 100) -> list[RunningTask]:
+        q = self._q(queue)
+        soonest = sorted(q.running.items(), key=lambda item: item[1])[:limit]
+        return [RunningTask(i, deadline, q.tasks[i].worker) for i, deadline in soonest]
 
     async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:
         return self._q(queue).running.get(task_id)

@@ -23,6 +23,7 @@ from kew_plug.models import (
     Outcome,
     QueueStats,
     RecoverReport,
+    RunningTask,
     TaskRecord,
     WorkerInfo,
 )
@@ -173,8 +174,8 @@ class Store(_AsyncClosing, ABC):
         the earliest scheduled one; None when nothing waits or the store cannot tell."""
         return None
 
-    async def running(self, queue: str, limit: int = 100) -> list[tuple[str, int]]:
-        """Running tasks as (id, lease deadline in epoch ms), soonest deadline first."""
+    async def running(self, queue: str, limit: int = 100) -> list[RunningTask]:
+        """Running tasks with their lease deadlines and workers, soonest deadline first."""
         return []
 
     async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:

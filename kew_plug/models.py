@@ -133,6 +133,18 @@ class TaskRecord:
     has_payload: bool = False
     #: The last failed attempt's formatted traceback, if any.
     traceback: str | None = None
+    #: The id of the worker that claimed it last (None before its first claim).
+    worker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTask:
+    """A running task as inspection sees it: its lease deadline (epoch ms, store clock) and
+    the worker holding it."""
+
+    id: str
+    deadline_ms: int
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

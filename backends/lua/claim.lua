@@ -2,7 +2,7 @@
 -- KEYS[1] ready zset, KEYS[2] due zset, KEYS[3] running zset, KEYS[4] seq counter,
 -- KEYS[5] task hash prefix (ids are only known here; the prefix carries the queue's hash
 -- tag, so every task hash is in the same slot as KEYS[1..4]), KEYS[6] wake list.
--- ARGV[1] limit, ARGV[2] lease ms, ARGV[3] ttl ms of the seq counter.
+-- ARGV[1] limit, ARGV[2] lease ms, ARGV[3] ttl ms of the seq counter, ARGV[4] worker id.
 -- Returns {next_due_in_ms or -1, missing_count, ready_left, then 5 per claim: id, token,
 -- attempt, max_attempts, payload}. Touches: KEYS[1..4], KEYS[6] and <prefix><id> of
 -- promoted or claimed ids; a queue with nothing to claim is left as it was (no key made).
@@ -39,7 +39,8 @@ for i = 1, #popped, 2 do
     token = token + 1
     local attempt = tonumber(f[2]) + 1
     -- No PEXPIRE here: the backstop set at enqueue is days away, and renew extends it.
-    redis.call('HSET', key, F_STATE, S_RUNNING, F_TOKEN, token, F_ATTEMPTS, attempt)
+    redis.call('HSET', key, F_STATE, S_RUNNING, F_TOKEN, token, F_ATTEMPTS, attempt,
+      F_WORKER, ARGV[4])
     redis.call('ZADD', KEYS[3], now + lease, id)
     out[#out + 1] = id
     out[#out + 1] = token

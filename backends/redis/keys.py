@@ -27,6 +27,7 @@ class TaskFields:
     error: str = "e"
     traceback: str = "tb"
     waiters: str = "wt"  # callers watching for this task to finish (see watch.lua)
+    worker: str = "wk"  # the worker that claimed it last
 
     def lua(self) -> str:
         """Each field as a Lua local, `local F_STATE = 'st'`, for the script prelude."""

@@ -46,6 +46,7 @@ from kew_plug.models import (
     OutcomeKind,
     QueueStats,
     RecoverReport,
+    RunningTask,
     TaskRecord,
     TaskState,
     WorkerInfo,
@@ -189,7 +190,8 @@ class RedisStore(Store):
         k = self.keys(queue)
         keys = [k.ready, k.due, k.running, k.seq, k.task_prefix, k.wake]
         try:
-            reply = await self._run("claim", keys, [limit, lease_ms, self.seq_ttl_ms + lease_ms])
+            args = [limit, lease_ms, self.seq_ttl_ms + lease_ms, worker]
+            reply = await self._run("claim", keys, args)
         except ReplicationShortfall as e:
             # The claims exist on the primary only. Handed out, they could run twice after a
             # failover; kept, they would burn an attempt each. Given back, they cost nothing.
@@ -409,12 +411,19 @@ class RedisStore(Store):
         found = [int(t) for t in times if t is not None]
         return min(found, default=None)
 
-    async def running(self, queue: str, limit: int = 100) -> list[tuple[str, int]]:
-        key = self.keys(queue).running
+    async def running(self, queue: str, limit: int = 100) -> list[RunningTask]:
+        k = self.keys(queue)
         found: list[Any] = await self._again(
-            lambda: self.client.zrange(key, 0, limit - 1, withscores=True)
+            lambda: self.client.zrange(k.running, 0, limit - 1, withscores=True)
         )
-        return [(_text(task_id), int(score)) for task_id, score in found]
+        if not found:
+            return []
+        ids = [_text(task_id) for task_id, _ in found]
+        workers = await self._pipelined("hget", [k.task(i) for i in ids], FIELD.worker)
+        return [
+            RunningTask(i, int(score), None if w is None else _text(w))
+            for i, (_, score), w in zip(ids, found, workers, strict=True)
+        ]
 
     async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:
         score = await self._again(lambda: self.client.zscore(self.keys(queue).running, task_id))
@@ -500,4 +509,5 @@ def _record(queue: str, task_id: str, h: dict[bytes, bytes]) -> TaskRecord | Non
         error=None if error is None else error.decode("utf-8", "replace"),
         has_payload=_B["chunks"] in h and state != TaskState.DEAD.encode(),
         traceback=None if trace is None else trace.decode("utf-8", "replace"),
+        worker=_text(h[_B["worker"]]) if _B["worker"] in h else None,
     )

@@ -327,4 +327,16 @@ async def test_payloads_of_any_size_come_back_byte_for_byte(
     assert await store.payload_ids(queue_name) == {"big"}
 
 
+@store_test
+async def test_running_tasks_show_their_deadline_and_worker(store: Store, queue_name: str) -> None:
+    await store.enqueue(queue_name, [task(1), task(2)])
+    (claim,) = (await store.claim(queue_name, "worker-a", 1, LEASE)).claims
+    running = await store.running(queue_name)
+    assert [(r.id, r.worker) for r in running] == [(claim.id, "worker-a")]
+    deadline = await store.lease_deadline_ms(queue_name, claim.id)
+    assert deadline is not None and running[0].deadline_ms == deadline
+    record = await store.get(queue_name, claim.id)
+    assert record is not None and record.worker == "worker-a"
+
+
 __all__ = public_tests(globals())

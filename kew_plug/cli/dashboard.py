@@ -51,8 +51,10 @@ async def snapshot(store: Store, limit: int = 50) -> dict[str, Any]:
     state = await inspect.stats(store, None)
     running, dead = [], []
     for q in state["queues"]:
-        for task_id, deadline in await store.running(q["name"], limit):
-            running.append({"queue": q["name"], "id": task_id, "deadline_ms": deadline})
+        for r in await store.running(q["name"], limit):
+            running.append(
+                {"queue": q["name"], "id": r.id, "deadline_ms": r.deadline_ms, "worker": r.worker}
+            )
         if q["dead"]:
             found = await inspect.dead(store, q["name"], limit)
             dead += [{"queue": q["name"], **t} for t in found["tasks"]]

@@ -110,6 +110,7 @@ async def inspect_task(
         "max_attempts": record.max_attempts,
         "enqueued_at": _seconds(record.enqueued_ms),
         "lease_deadline": _seconds(await store.lease_deadline_ms(queue, task_id)),
+        "worker": record.worker,
         "result": result,
         "error": record.error,
         "traceback": record.traceback,
