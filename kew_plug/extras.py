@@ -8,6 +8,7 @@ EXTRAS: dict[str, str] = {
     "lupa": "fakeredis",
     "dill": "dill",
     "multiprocess": "harness",
+    "plotly": "harness",
     "rich": "cli",
     "prometheus_client": "cli",
     "starlette": "dashboard",
