@@ -15,17 +15,16 @@ from typing import Any
 
 from harness import tasks
 from harness.ledger import LedgerWriter
+from harness.policy import RETRY_POLICY
 from harness.recording import RecordingBreaker
 from kew_plug.errors import StoreUnavailable
 from kew_plug.hooks import TaskEvent
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.queue import Queue, TaskSpec
 from kew_plug.registry import URL_SCHEMES, load_object, make_breaker, make_store
-from kew_plug.retry import RetryPolicy
 from kew_plug.worker import Worker
 
 PACE_S = 3.0
-RETRY_POLICY = RetryPolicy(base=0.05, factor=2.0, max_delay=0.4, jitter=0.5)
 
 
 @dataclass(frozen=True)
