@@ -1,0 +1,105 @@
+"""Following the run: read the ledgers as they grow, drive the fault injector, and decide
+when the run has drained. Drained is decided from the ledger (every accepted task completed
+or dead), never from the store's own counts alone: a store that hides running tasks must
+not end the run early."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.events import Ev
+from harness.faults import Injector
+from harness.ledger import LedgerTail
+from kew_plug.errors import StoreUnavailable
+from kew_plug.interfaces import Store
+
+#: With every submission in, the ledgers silent this long and the store reporting nothing
+#: pending (or only dead tasks left), nothing more will come: the rest is lost.
+QUIET_S = 1.5
+
+
+@dataclass
+class Progress:
+    submitted: int = 0
+    completed: int = 0
+    dead: int = 0
+    executed: int = 0
+
+
+@dataclass
+class Watch:
+    progress: Progress
+    drained: bool
+    timed_out: bool
+
+
+async def _store_says_done(store: Store, queues: list[str], open_ids: set[str]) -> bool:
+    """Asked only once the ledgers went quiet: nothing pending, or everything still open
+    sits in the dead-letter set (dead-lettered by the store's recover())."""
+    try:
+        pending = sum([(await store.stats(name)).pending for name in queues])
+        if pending == 0:
+            return True
+        dead: set[str] = set()
+        for name in queues:
+            dead |= set(await store.dead_ids(name, limit=100_000))
+        return open_ids <= dead
+    except StoreUnavailable:
+        return False  # restarting or dropped: look again on the next tick
+
+
+async def watch(
+    *,
+    store: Store,
+    queues: list[str],
+    tasks: int,
+    timeout: float,
+    submitters: int,
+    procs: list[Any],
+    ledger_dir: Path,
+    injector: Injector,
+    on_progress: Callable[[Progress], None] | None,
+) -> Watch:
+    tail, progress = LedgerTail(ledger_dir), Progress()
+    accepted: set[str] = set()
+    finished: set[str] = set()
+    submitters_done = 0
+    deadline = time.monotonic() + timeout
+    last_change = time.monotonic()
+    while True:
+        changed = False
+        for r in tail.poll():
+            changed = True
+            e = r["e"]
+            if e == Ev.SUBMITTED:
+                accepted.add(r["id"])
+            elif e in (Ev.OK, Ev.DEAD):
+                finished.add(r["id"])
+                progress.dead += e == Ev.DEAD
+            elif e == Ev.RUN:
+                progress.executed += 1
+            elif e == Ev.SUBMIT_DONE:
+                submitters_done += 1
+        progress.submitted, progress.completed = len(accepted), len(finished & accepted)
+        if on_progress is not None:
+            on_progress(progress)
+        now = time.monotonic()
+        if changed:
+            last_change = now
+        await injector.tick(progress.completed / max(1, tasks))
+        settled = not injector.busy and submitters_done >= submitters
+        if settled and accepted <= finished:
+            return Watch(progress, True, False)
+        quiet = settled and now - last_change > QUIET_S
+        if quiet and await _store_says_done(store, queues, accepted - finished):
+            return Watch(progress, True, False)
+        if any(p.exitcode not in (None, 0) and p.pid not in injector.killed for p in procs):
+            return Watch(progress, False, False)  # reported as an abnormal exit
+        if now > deadline:
+            return Watch(progress, False, True)
+        await asyncio.sleep(0.05)
