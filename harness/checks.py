@@ -74,9 +74,13 @@ class View:
         for r in records:
             self.by_event[r["e"]].append(r)
         self.submitted = {r["id"]: r for r in self.by_event[Ev.SUBMITTED]}
+        # Completed: a body returned and its settlement was not refused as stale (a task
+        # whose every completion was refused never completed in the store).
+        stale = {(r["id"], r["k"]) for r in self.by_event[Ev.STALE]}
         self.ok: dict[str, list[Record]] = defaultdict(list)
         for r in self.by_event[Ev.OK]:
-            self.ok[r["id"]].append(r)
+            if (r["id"], r["k"]) not in stale:
+                self.ok[r["id"]].append(r)
         self.hook_dead = {r["id"]: r for r in self.by_event[Ev.DEAD]}
         failed = {(r["id"], r["k"]) for r in self.by_event[Ev.ERROR]}
         failed |= {(r["id"], r["k"]) for r in self.by_event[Ev.CALL] if not r["ok"]}
@@ -164,7 +168,8 @@ def check_wrong_results(v: View) -> Finding:
         want = v.submitted.get(task_id, {}).get("x")
         wrong += sum(1 for r in oks if want is not None and r["v"] != want)
     for task_id, value in v.store.results.items():
-        if task_id in v.submitted and value != v.submitted[task_id]["x"]:
+        # Only where a run completed: a result stored for a task that never ran is lost.
+        if task_id in v.ok and task_id in v.submitted and value != v.submitted[task_id]["x"]:
             wrong += 1
     f = Finding({"wrong_results": wrong})
     if wrong:
@@ -246,7 +251,9 @@ def check_priority_order(v: View) -> Finding:
         groups[key].append((runs[0].get("c", runs[0]["t"]), sub["r"]))
     worst = 0
     for group in groups.values():
-        group.sort()
+        # One claim's tasks share a claim time; within it the store's order is unknown, so
+        # ties count in the store's favour (higher priority first).
+        group.sort(key=lambda x: (x[0], -x[1]))
         seen: dict[int, int] = defaultdict(int)  # priority -> tasks claimed so far
         for _, prio in group:
             worst = max(worst, sum(n for p, n in seen.items() if p < prio))

@@ -19,7 +19,7 @@ from harness.events import Ev
 from harness.ledger import LedgerWriter
 from harness.policy import RETRY_POLICY
 from harness.recording import RecordingBreaker
-from kew_plug.errors import StoreUnavailable
+from kew_plug.errors import KewError, StoreUnavailable
 from kew_plug.hooks import TaskEvent
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.queue import Queue, TaskSpec
@@ -91,6 +91,26 @@ def build_store(
             if isinstance(made, Store):
                 return made
     return make_store(spec)
+
+
+#: The stores' documented defaults: the bounds for a factory that does not take the
+#: harness's own result_ttl and dead_ttl.
+DEFAULT_RESULT_TTL, DEFAULT_DEAD_TTL = 3600.0, 7 * 86400.0
+
+
+def ttl_bounds(spec: str, result_ttl: float, dead_ttl: float) -> tuple[float, float]:
+    """How long the store was asked to keep finished and dead records: the harness's own
+    values where `build_store` could pass them, else the documented defaults."""
+    if spec.startswith(URL_SCHEMES) or ":" not in spec:
+        return result_ttl, dead_ttl
+    try:
+        params = inspect.signature(load_object(spec, "store", [])).parameters
+    except (KewError, TypeError, ValueError):
+        return DEFAULT_RESULT_TTL, DEFAULT_DEAD_TTL
+    return (
+        result_ttl if "result_ttl" in params else DEFAULT_RESULT_TTL,
+        dead_ttl if "dead_ttl" in params else DEFAULT_DEAD_TTL,
+    )
 
 
 def build_breaker(spec: ChildSpec, store: Store, queue: str) -> Breaker | None:

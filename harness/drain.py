@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.events import Ev
+from harness.events import Ev, Record
 from harness.faults import Injector
 from harness.ledger import LedgerTail
 from kew_plug.errors import StoreUnavailable
@@ -29,6 +29,35 @@ class Progress:
     completed: int = 0
     dead: int = 0
     executed: int = 0
+
+
+class Settlements:
+    """Which tasks the ledger shows finished: dead, or completed by their latest run with
+    no refusal of that run's settlement (a body writes `ok` before its worker settles, and
+    a stale settlement means the task will run again)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[float, int]] = {}  # id -> (claim time, token) of last run
+        self.ok: set[tuple[str, int]] = set()
+        self.stale: set[tuple[str, int]] = set()
+        self.dead: set[str] = set()
+
+    def add(self, r: Record) -> None:
+        e = r["e"]
+        if e == Ev.RUN:
+            seen = (r.get("c", r["t"]), r["k"])
+            if r["id"] not in self.latest or seen > self.latest[r["id"]]:
+                self.latest[r["id"]] = seen
+        elif e == Ev.OK:
+            self.ok.add((r["id"], r["k"]))
+        elif e == Ev.STALE:
+            self.stale.add((r["id"], r["k"]))
+        elif e == Ev.DEAD:
+            self.dead.add(r["id"])
+
+    def finished(self) -> set[str]:
+        done = {i for i, (_, k) in self.latest.items() if (i, k) in self.ok - self.stale}
+        return done | self.dead
 
 
 @dataclass
@@ -67,7 +96,7 @@ async def watch(
 ) -> Watch:
     tail, progress = LedgerTail(ledger_dir), Progress()
     accepted: set[str] = set()
-    finished: set[str] = set()
+    book = Settlements()
     submitters_done = 0
     deadline = time.monotonic() + timeout
     last_change = time.monotonic()
@@ -76,15 +105,16 @@ async def watch(
         for r in tail.poll():
             changed = True
             e = r["e"]
+            book.add(r)
             if e == Ev.SUBMITTED:
                 accepted.add(r["id"])
-            elif e in (Ev.OK, Ev.DEAD):
-                finished.add(r["id"])
-                progress.dead += e == Ev.DEAD
+            elif e == Ev.DEAD:
+                progress.dead += 1
             elif e == Ev.RUN:
                 progress.executed += 1
             elif e == Ev.SUBMIT_DONE:
                 submitters_done += 1
+        finished = book.finished()
         progress.submitted, progress.completed = len(accepted), len(finished & accepted)
         if on_progress is not None:
             on_progress(progress)

@@ -20,7 +20,7 @@ from typing import Any
 import multiprocess
 
 from harness.checks import evaluate
-from harness.child import ChildSpec, build_store, child_main
+from harness.child import ChildSpec, build_store, child_main, ttl_bounds
 from harness.config import CLUSTER, ConfigError, RunConfig
 from harness.crashes import crash_reports
 from harness.drain import Progress, watch
@@ -283,8 +283,7 @@ async def _run(
         serializer=cfg.serializer,
         secret=run.secret,
         pattern=run.pattern,
-        result_ttl=cfg.result_ttl,
-        dead_ttl=cfg.dead_ttl,
+        bounds=ttl_bounds(cfg.store, cfg.result_ttl, cfg.dead_ttl),
     )
     per_node = await keys_per_node(store)
     verdict = evaluate(

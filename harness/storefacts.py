@@ -25,9 +25,9 @@ async def store_facts(
     serializer: str,
     secret: str,
     pattern: bytes,
-    result_ttl: float,
-    dead_ttl: float,
+    bounds: tuple[float, float],
 ) -> StoreFacts:
+    """`bounds`: how long the store was asked to keep finished and dead records."""
     facts = StoreFacts()
     reported: set[str] = set()
     for name in queues:
@@ -42,9 +42,12 @@ async def store_facts(
     )
     facts.independent["dead"] = False  # the dead set is read through the store
     if raw is not None and independent:
-        left = judge(raw, namespace, pattern, completed - dead, dead, result_ttl, dead_ttl)
+        left = judge(raw, namespace, pattern, completed - dead, dead, *bounds)
+        # Only finished tasks must have lost their payload: a dead task keeps it so that it
+        # can be requeued, and an unfinished one is reported as lost, not here.
         anonymous = [k for k in left.payload_keys if not any(i in k for i in left.payload_ids)]
-        facts.payloads_left = len(left.payload_ids | reported) + len(anonymous)
+        finished = completed - dead
+        facts.payloads_left = len((left.payload_ids | reported) & finished) + len(anonymous)
         facts.keys_without_ttl = len(left.without_ttl)
         facts.ttl_too_long = len(left.ttl_too_long)
         for check, found in (
@@ -55,7 +58,7 @@ async def store_facts(
             if found:
                 facts.examples[check] = found[0]
     else:
-        facts.payloads_left = len(reported)
+        facts.payloads_left = len(reported & (completed - dead))
     facts.results = await _read_results(store, records, queues, serializer, secret)
     return facts
 
