@@ -122,6 +122,8 @@ async def watch(
         if changed:
             last_change = now
         await injector.tick(progress.completed / max(1, tasks))
+        if submitters_done >= submitters and now - last_change > QUIET_S and not injector.paused:
+            injector.abandon()
         settled = not injector.busy and submitters_done >= submitters
         if settled and accepted <= finished:
             return Watch(progress, True, False)

@@ -130,6 +130,14 @@ class Injector:
             return True
         return False
 
+    def abandon(self) -> None:
+        """The run stopped making progress before these faults' turn came: skip them (a
+        stalled run must end and report what it lost, not wait for a fault forever)."""
+        for fault in self.faults:
+            if not fault.fired:
+                fault.fired = True
+                self._note("skipped", fault=fault.kind)
+
     def heal(self) -> None:
         """Resume anything still stopped (a run that ends early must not leave zombies)."""
         for pid in list(self.paused):
