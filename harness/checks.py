@@ -45,6 +45,7 @@ class RunFacts:
     lease: float = 10.0
     concurrency: int = 16
     queues: int = 1
+    procs: int = 0  # processes planned (replacements come after); 0: unknown
     faults: list[dict[str, Any]] = field(default_factory=list)  # the injector's log (wall)
     breaker: str = "none"
     breaker_options: dict[str, float] = field(default_factory=dict)
@@ -213,7 +214,12 @@ def check_cross_process(v: View) -> Finding:
     completed = [oks[-1] for task_id, oks in v.ok.items() if task_id in v.submitted]
     cross = sum(1 for r in completed if r["p"] != v.submitted[r["id"]]["p"])
     submitters = {r["p"] for r in v.submitted.values()}
-    working = len(v.workers | {r["p"] for r in completed})
+    # Replacements (started after a kill or stop) work only part of the run: counting them
+    # would raise the chance of crossing above what the run gave, so they are left out.
+    planned = {
+        r["p"] for r in v.by_event[Ev.HELLO] if r.get("works") and r.get("i", 0) < v.run.procs
+    }
+    working = len(planned or v.workers | {r["p"] for r in completed})
     own_worker = sum(1 for r in completed if v.submitted[r["id"]]["p"] in v.workers)
     minimum = cross_process_minimum(len(completed), own_worker, working, v.run.concurrency)
     f = Finding(
@@ -303,13 +309,14 @@ def evaluate(
     lease: float = 10.0,
     concurrency: int = 16,
     queues: int = 1,
+    procs: int = 0,
     faults: list[dict[str, Any]] | None = None,
     breaker: str = "none",
     breaker_options: dict[str, float] | None = None,
 ) -> Verdict:
     """Run every registered check. `killed_pids` is shorthand for kill faults (tests)."""
     log = list(faults or []) + [{"kind": "kill", "pid": p, "wall": 0.0} for p in killed_pids]
-    run = RunFacts(roles, scenario, lease, concurrency, queues, log, breaker)
+    run = RunFacts(roles, scenario, lease, concurrency, queues, procs, log, breaker)
     run.breaker_options = breaker_options or {}
     view = View(records, facts, run)
     checks: dict[str, Any] = {"stale_settlements": len(view.by_event[Ev.STALE])}

@@ -35,7 +35,9 @@ def crash_reports(
         report = f"crashed: process {p.pid} exited with code {p.exitcode}"
         path = crash_file(workdir, specs[p.pid].index)
         if path.exists():
-            lines = path.read_text(errors="replace").rstrip().splitlines()[-TRACEBACK_LINES:]
+            lines = path.read_text(errors="replace").rstrip().splitlines()
+            if len(lines) > TRACEBACK_LINES:  # the header, then the innermost frames
+                lines = [lines[0], "  ...", *lines[-TRACEBACK_LINES:]]
             report += ":\n" + "\n".join("    " + line for line in lines)
         else:
             report += " (it left no traceback: killed by a signal, or died in the interpreter)"

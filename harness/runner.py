@@ -294,6 +294,7 @@ async def _run(
         lease=cfg.lease_s,
         concurrency=cfg.concurrency,
         queues=cfg.queues,
+        procs=cfg.procs,
         faults=injector.log,
         breaker=cfg.breaker,
         breaker_options=BREAKER_OPTIONS,

@@ -205,3 +205,16 @@ def memory() -> MemoryStore:
 def unchanged(url: str, namespace: str, result_ttl: float, dead_ttl: float) -> RedisStore:
     """The real store through the same factory path: it must pass every command above."""
     return RedisStore.from_url(url, namespace=namespace, result_ttl=result_ttl, dead_ttl=dead_ttl)
+
+
+class CrashingStore(RedisStore):
+    """enqueue() raises an error no submitter handles: the child process dies of it."""
+
+    async def enqueue(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None = None
+    ) -> EnqueueReport:
+        raise RuntimeError("enqueue refused on purpose by CrashingStore")
+
+
+def crashing(url: str, namespace: str) -> RedisStore:
+    return CrashingStore.from_url(url, namespace=namespace)

@@ -107,3 +107,11 @@ def test_process_local_payloads_lose_tasks_across_processes() -> None:
 def test_dropped_claims_are_reported_lost() -> None:
     report = caught_only_by("lost", "dropping")
     assert report.data["checks"]["lost"] == len(range(0, 150, 7))
+
+
+def test_a_crashed_child_shows_its_traceback_inline() -> None:
+    report = run_store("crashing", procs=2, tasks=20)
+    assert failed_checks(report) == {"crashed"}, report.data["failures"]
+    crash = report.data["failures"][0]
+    assert "Traceback (most recent call last)" in crash
+    assert "RuntimeError: enqueue refused on purpose by CrashingStore" in crash
