@@ -273,6 +273,14 @@ def check_priority_order(v: View) -> Finding:
     return f
 
 
+def check_worker_counts(v: View) -> Finding:
+    """Information, from each worker's own counters at its end: claims released by a
+    graceful stop, and store calls that failed and were backed off."""
+    released = sum(r.get("released", 0) for r in v.by_event[Ev.STATS])
+    errors = sum(r.get("store_errors", 0) for r in v.by_event[Ev.STATS])
+    return Finding({"released": released, "store_errors": errors})
+
+
 def check_scenario(v: View) -> Finding:
     if v.run.scenario == "retry":
         return retry_check(v.submitted, v.runs, v.ok, v.failed_tokens)
@@ -295,6 +303,7 @@ CHECKS: list[Callable[[View], Finding]] = [
     check_leftovers,
     check_cross_process,
     check_priority_order,
+    check_worker_counts,
     check_scenario,
 ]
 

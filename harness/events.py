@@ -47,3 +47,5 @@ class Record(TypedDict, total=False):
     i: int
     submits: bool
     works: bool
+    released: int  # STATS carries every WorkerStats counter; these two are read back
+    store_errors: int

@@ -24,6 +24,8 @@ CHECK_ROWS = {
     "redelivered": False,
     "retried": False,
     "stale_settlements": False,
+    "released": False,
+    "store_errors": False,
 }
 
 
