@@ -19,7 +19,7 @@ from typing import Any
 
 import multiprocess
 
-from harness.checks import evaluate
+from harness.checks import Verdict, evaluate
 from harness.child import ChildSpec, build_store, child_main, ttl_bounds
 from harness.config import CLUSTER, ConfigError, RunConfig
 from harness.crashes import crash_reports
@@ -307,9 +307,23 @@ async def _run(
         for name in queue_names(cfg.queues):
             await store.purge(name)
     await store.aclose()
-    completed = watched.progress.completed
-    data: dict[str, Any] = {
-        "ok": not failures and watched.drained,
+    data = _report_data(cfg, wall, watched.progress.completed, verdict, injector.log, per_node)
+    data["failures"] = failures
+    data["ok"] = not failures and watched.drained
+    return Report(data, notes, str(workdir) if cfg.keep else None)
+
+
+def _report_data(
+    cfg: RunConfig,
+    wall: float,
+    completed: int,
+    verdict: Verdict,
+    fault_log: list[dict[str, Any]],
+    per_node: dict[str, int],
+) -> dict[str, Any]:
+    """The JSON report's fixed keys (README), then every check's details."""
+    return {
+        "ok": False,
         "tasks": cfg.tasks,
         "procs": cfg.procs,
         "store": cfg.store,
@@ -328,12 +342,11 @@ async def _run(
         "tasks_per_s": round(completed / wall, 1) if wall else 0.0,
         "checks": verdict.checks,
         "per_process": verdict.per_process,
-        "failures": failures,
-        "fault_log": injector.log,
+        "failures": [],
+        "fault_log": fault_log,
         "keys_per_node": per_node,
         **verdict.details,
     }
-    return Report(data, notes, str(workdir) if cfg.keep else None)
 
 
 def _injector(run: _Run, servers: _Servers) -> Injector:
