@@ -57,6 +57,7 @@ class ChildSpec:
     downstream: tuple[float, float]  # outage window, wall clock
     start_at: float  # wall clock; the breaker scenario paces submissions from here
     marker: bytes = b""  # the run's 8-byte payload pattern (see tasks.marker)
+    peers: int = 0  # processes planned at the start: submitters wait until all have started
     result_ttl: float = 3600.0  # what the harness asks the store to keep results for
     dead_ttl: float = 7200.0
 
@@ -222,6 +223,18 @@ async def wait_for_store(store: Store, within: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
+async def wait_for_peers(spec: ChildSpec, within: float = 30.0) -> None:
+    """Submit only once every planned process has started (its ledger holds its first
+    record): a process that started early would otherwise run its own first batch alone,
+    and pickups would not be spread by chance, which the cross-process check relies on."""
+    folder, deadline = Path(spec.ledger_dir), time.monotonic() + within
+    paths = [folder / f"p{i}.jsonl" for i in range(spec.peers)]
+    while time.monotonic() < deadline:
+        if all(p.exists() and p.stat().st_size > 0 for p in paths):
+            return
+        await asyncio.sleep(0.01)
+
+
 async def submit_with_retry(q: Queue, specs: list[TaskSpec]) -> set[str]:
     """Submit a batch, retrying while the store is unreachable. Ids are unique to this run,
     so an id reported as a duplicate on a retry was stored by the attempt whose reply was
@@ -284,6 +297,7 @@ async def child_async(spec: ChildSpec) -> None:
         if spec.works:
             jobs = [asyncio.create_task(work(spec, q, ledger)) for q in queues]
         if spec.submits:
+            await wait_for_peers(spec)
             await submit_share(spec, queues, ledger)
         await asyncio.gather(*jobs)
     finally:

@@ -195,6 +195,7 @@ def _plan_children(run: _Run) -> list[ChildSpec]:
                 downstream=downstream,
                 start_at=start_at,
                 marker=run.pattern,
+                peers=len(roles),
                 result_ttl=cfg.result_ttl,
                 dead_ttl=cfg.dead_ttl,
             )
