@@ -69,7 +69,7 @@ class RunConfig:
         and the CLI come through here)."""
         if self.resolved:
             return self
-        faults = {**dict.fromkeys(FAULT_KINDS, 0), **self.faults}
+        faults = {**DEFAULT_FAULTS, **self.faults}  # the graceful stop unless stop=0
         disruptive = any(faults[k] for k in DISRUPTIVE)
         lease = self.lease
         if lease is None:
