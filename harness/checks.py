@@ -15,6 +15,7 @@ from typing import Any, cast
 from harness.chance import cross_process_minimum
 from harness.checks_breaker import breaker_report
 from harness.checks_scenarios import deferred_check, retry_check
+from harness.config import DISRUPTIVE
 from harness.events import Ev, Record
 
 #: A restart, drop or failover explains a rerun whose first run was claimed up to this long
@@ -283,7 +284,8 @@ def check_worker_counts(v: View) -> Finding:
 
 def check_scenario(v: View) -> Finding:
     if v.run.scenario == "retry":
-        return retry_check(v.submitted, v.runs, v.ok, v.failed_tokens)
+        disrupted = any(f["kind"] in DISRUPTIVE for f in v.run.faults)
+        return retry_check(v.submitted, v.runs, v.ok, v.failed_tokens, disrupted)
     if v.run.scenario == "deferred":
         return deferred_check(v.records, v.submitted, v.runs)
     if v.run.scenario == "breaker":

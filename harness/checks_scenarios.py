@@ -21,16 +21,19 @@ def retry_check(
     runs: dict[str, list[Record]],
     ok: dict[str, list[Record]],
     failed_tokens: set[tuple[str, int]],
+    disrupted: bool = False,
 ) -> Finding:
-    """Each planned-failure task ends after exactly its planned attempts, and no retry
-    starts before the backoff floor (ceiling minus full jitter)."""
+    """Each planned-failure task ends after exactly its planned attempts (at least those,
+    when `disrupted`: a kill or a lost lease costs an attempt too), and no retry starts
+    before the backoff floor (ceiling minus full jitter)."""
     from harness.checks import Finding
 
     wrong_attempts = backoff_short = 0
     for task_id, sub in submitted.items():
         if not sub["f"] or task_id not in ok:
             continue
-        wrong_attempts += ok[task_id][-1]["a"] != sub["f"] + 1
+        final = ok[task_id][-1]["a"]
+        wrong_attempts += final < sub["f"] + 1 or (final != sub["f"] + 1 and not disrupted)
         for prev, nxt in pairwise(runs[task_id]):
             if (task_id, prev["k"]) in failed_tokens:
                 ceiling = min(

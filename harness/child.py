@@ -145,8 +145,8 @@ def plan_for(spec: ChildSpec, i: int) -> tasks.Plan:
             down_from=down_from, down_until=down_until, fn=spec.task_fn, ms=spec.task_ms
         )
     if spec.scenario == "long":
-        # Longer than the lease (1 s by default): only renewal keeps the claim.
-        return tasks.Plan(fn=spec.task_fn, ms=1500 + i * 7919 % 1500)
+        # Longer than the lease (2 s by default): only renewal keeps the claim.
+        return tasks.Plan(fn=spec.task_fn, ms=2500 + i * 7919 % 1500)
     return tasks.Plan(fn=spec.task_fn, ms=spec.task_ms)
 
 
@@ -264,7 +264,8 @@ async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
         retry=RETRY_POLICY,
         on_fail=[on_fail],
         on_stale=[on_stale],
-        shutdown_timeout=5.0,
+        # Shorter than a long task, so a graceful stop mid-run hands claims back (release).
+        shutdown_timeout=min(5.0, spec.lease / 2),
         recover_interval=min(1.0, spec.lease / 4),
     )
     stopper = asyncio.create_task(stop_on(STOPPING, worker))

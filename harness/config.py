@@ -51,8 +51,8 @@ class RunConfig:
     task_kind: str = "closure"
     task: str | None = None  # package.module:function, sync, int -> JSON-like value
     concurrency: int = 16
-    # None: derived once in resolve() (lease 2 s, 1 s for the long scenario, so recover()
-    # runs mid-run; bodies 2 ms with disruptive faults, so kills and pauses land mid-task).
+    # None: derived once in resolve(): a 2 s lease, so recover() runs mid-run; bodies of
+    # 2 ms with disruptive faults, so kills and pauses land mid-task.
     lease: float | None = None
     task_ms: float | None = None
     result_ttl: float = 600.0  # the harness's own bounds, checked on the raw server
@@ -73,7 +73,7 @@ class RunConfig:
         disruptive = any(faults[k] for k in DISRUPTIVE)
         lease = self.lease
         if lease is None:
-            lease = 1.0 if self.scenario == "long" else 2.0
+            lease = 2.0
         task_ms = self.task_ms if self.task_ms is not None else (2.0 if disruptive else 0.0)
         out = replace(self, faults=faults, lease=lease, task_ms=task_ms, resolved=True)
         out.validate()

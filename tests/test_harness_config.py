@@ -21,7 +21,7 @@ def test_defaults_are_derived_once() -> None:
     cfg = RunConfig().resolve()
     assert (cfg.lease, cfg.task_ms, cfg.faults["stop"]) == (2.0, 0.0, 1)
     assert RunConfig(faults={"pause": 1}).resolve().task_ms == 2.0
-    assert RunConfig(scenario="long").resolve().lease == 1.0
+    assert RunConfig(scenario="long").resolve().lease == 2.0
     assert RunConfig(lease=5.0, task_ms=1.0).resolve().lease == 5.0
     assert cfg.resolve() is cfg  # resolving again validates nothing twice
 
