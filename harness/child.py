@@ -27,6 +27,7 @@ from kew_plug.registry import URL_SCHEMES, load_object, make_breaker, make_store
 from kew_plug.worker import Worker
 
 PACE_S = 3.0
+LONG_BODY_MAX_S = 4.0  # the long scenario's bodies last 2.5 s up to this
 IDLE_GAP_S = 0.15
 
 

@@ -93,7 +93,11 @@ async def watch(
     ledger_dir: Path,
     injector: Injector,
     on_progress: Callable[[Progress], None] | None,
+    longest_body: float = 0.0,
 ) -> Watch:
+    """`longest_body` (s): a body writes nothing while it runs, so silence shorter than that
+    says nothing about whether the run is still going."""
+    quiet_s = max(QUIET_S, longest_body + 0.5)
     tail, progress = LedgerTail(ledger_dir), Progress()
     accepted: set[str] = set()
     book = Settlements()
@@ -122,14 +126,16 @@ async def watch(
         if changed:
             last_change = now
         await injector.tick(progress.completed / max(1, tasks))
-        if submitters_done >= submitters and now - last_change > QUIET_S and not injector.paused:
-            injector.abandon()
-        settled = not injector.busy and submitters_done >= submitters
-        if settled and accepted <= finished:
+        all_in = submitters_done >= submitters
+        if all_in and not injector.busy and accepted <= finished:
             return Watch(progress, True, False)
-        quiet = settled and now - last_change > QUIET_S
+        quiet = all_in and now - last_change > quiet_s and not injector.paused
         if quiet and await _store_says_done(store, queues, accepted - finished):
-            return Watch(progress, True, False)
+            if not injector.busy:
+                return Watch(progress, True, False)
+            # Nothing more will come (tasks lost): faults whose turn never came are skipped,
+            # so the run ends and reports what it lost instead of waiting for them.
+            injector.abandon()
         if any(p.exitcode not in (None, 0) and p.pid not in injector.killed for p in procs):
             return Watch(progress, False, False)  # reported as an abnormal exit
         if now > deadline:

@@ -20,7 +20,7 @@ from typing import Any
 import multiprocess
 
 from harness.checks import Verdict, evaluate
-from harness.child import ChildSpec, build_store, child_main, ttl_bounds
+from harness.child import LONG_BODY_MAX_S, ChildSpec, build_store, child_main, ttl_bounds
 from harness.config import CLUSTER, ConfigError, RunConfig
 from harness.crashes import crash_reports
 from harness.drain import Progress, watch
@@ -269,6 +269,7 @@ async def _run(
             ledger_dir=ledger_dir,
             injector=injector,
             on_progress=on_progress,
+            longest_body=LONG_BODY_MAX_S if cfg.scenario == "long" else cfg.body_ms / 1000,
         )
     finally:
         injector.heal()
