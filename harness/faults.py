@@ -50,11 +50,12 @@ def plan_faults(counts: dict[str, int], seed: int, lease: float) -> list[Fault]:
 class Injector:
     faults: list[Fault]
     seed: int
-    victims: Callable[[], list[Any]]  # live worker processes that may be hit
+    victims: Callable[[], list[Any]]  # live worker processes that may be killed or paused
     replace: Callable[[Any], None]  # start a worker in place of a killed one
     restart_server: Callable[[], Awaitable[None]] | None
     drop_clients: Callable[[], Awaitable[int]] | None
     failover: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    stop_victims: Callable[[], list[Any]] | None = None  # those a graceful stop may hit
     started: float = field(default_factory=time.monotonic)
     log: list[dict[str, Any]] = field(default_factory=list)
     killed: set[int] = field(default_factory=set)
@@ -96,7 +97,8 @@ class Injector:
 
     async def _fire(self, fault: Fault) -> bool:
         if fault.kind in ("kill", "pause", "stop"):
-            candidates = [p for p in self.victims() if p.pid not in self.paused]
+            pick = self.stop_victims if fault.kind == "stop" and self.stop_victims else self.victims
+            candidates = [p for p in pick() if p.pid not in self.paused]
             if not candidates:
                 return False
             victim = self.rng.choice(candidates)

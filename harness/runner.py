@@ -238,6 +238,17 @@ class _Run:
             and (not self.by_pid[p.pid].submits or p.pid in done)
         ]
 
+    def stop_victims(self) -> list[Any]:
+        """Workers whose own submitted tasks have all finished: a graceful stop then costs
+        nothing even on a store that is not shared (whose tasks would die with it), so it
+        tests release() without adding a loss of its own."""
+        records = read_all(self.ledger_dir)
+        done = {r["id"] for r in records if r["e"] in (Ev.OK, Ev.DEAD)}
+        open_by: set[int] = {
+            r["p"] for r in records if r["e"] == Ev.SUBMITTED and r["id"] not in done
+        }
+        return [p for p in self.victims() if p.pid not in open_by]
+
 
 async def _run(
     cfg: RunConfig,
@@ -363,6 +374,7 @@ def _injector(run: _Run, servers: _Servers) -> Injector:
         (lambda: failover_in_thread(servers.cluster, queue_names(cfg.queues)[0], cfg.failover_lag))
         if servers.cluster is not None
         else None,
+        run.stop_victims,
     )
 
 
