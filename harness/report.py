@@ -10,6 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.checks import Verdict
+from harness.config import RunConfig
+
 # Check name -> whether a nonzero count fails the run.
 CHECK_ROWS = {
     "lost": True,
@@ -27,6 +30,42 @@ CHECK_ROWS = {
     "released": False,
     "store_errors": False,
 }
+
+
+def report_data(
+    cfg: RunConfig,
+    wall: float,
+    completed: int,
+    verdict: Verdict,
+    fault_log: list[dict[str, Any]],
+    per_node: dict[str, int],
+) -> dict[str, Any]:
+    """The JSON report's fixed keys (README), then every check's details."""
+    return {
+        "ok": False,
+        "tasks": cfg.tasks,
+        "procs": cfg.procs,
+        "store": cfg.store,
+        "serializer": cfg.serializer,
+        "breaker": cfg.breaker,
+        "roles": cfg.roles,
+        "scenario": cfg.scenario,
+        "faults": cfg.faults,
+        "lease": cfg.lease_s,
+        "task_ms": cfg.body_ms,
+        "queues": cfg.queues,
+        "replicas": cfg.replicas,
+        "failover_lag": cfg.failover_lag,
+        "seed": cfg.seed,
+        "wall_s": round(wall, 3),
+        "tasks_per_s": round(completed / wall, 1) if wall else 0.0,
+        "checks": verdict.checks,
+        "per_process": verdict.per_process,
+        "failures": [],
+        "fault_log": fault_log,
+        "keys_per_node": per_node,
+        **verdict.details,
+    }
 
 
 def render(report: dict[str, Any], notes: list[str], console: Console) -> None:

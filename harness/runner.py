@@ -19,7 +19,7 @@ from typing import Any
 
 import multiprocess
 
-from harness.checks import Verdict, evaluate
+from harness.checks import evaluate
 from harness.child import LONG_BODY_MAX_S, ChildSpec, build_store, child_main, ttl_bounds
 from harness.config import CLUSTER, ConfigError, RunConfig
 from harness.crashes import crash_reports
@@ -33,6 +33,7 @@ from harness.faults import (
     restart_in_thread,
 )
 from harness.ledger import read_all, read_one
+from harness.report import report_data
 from harness.storefacts import keys_per_node, store_facts
 from kew_plug.errors import KewError, StoreUnavailable
 from kew_plug.interfaces import Store
@@ -320,46 +321,10 @@ async def _run(
         for name in queue_names(cfg.queues):
             await store.purge(name)
     await store.aclose()
-    data = _report_data(cfg, wall, watched.progress.completed, verdict, injector.log, per_node)
+    data = report_data(cfg, wall, watched.progress.completed, verdict, injector.log, per_node)
     data["failures"] = failures
     data["ok"] = not failures and watched.drained
     return Report(data, notes, str(workdir) if cfg.keep else None)
-
-
-def _report_data(
-    cfg: RunConfig,
-    wall: float,
-    completed: int,
-    verdict: Verdict,
-    fault_log: list[dict[str, Any]],
-    per_node: dict[str, int],
-) -> dict[str, Any]:
-    """The JSON report's fixed keys (README), then every check's details."""
-    return {
-        "ok": False,
-        "tasks": cfg.tasks,
-        "procs": cfg.procs,
-        "store": cfg.store,
-        "serializer": cfg.serializer,
-        "breaker": cfg.breaker,
-        "roles": cfg.roles,
-        "scenario": cfg.scenario,
-        "faults": cfg.faults,
-        "lease": cfg.lease_s,
-        "task_ms": cfg.body_ms,
-        "queues": cfg.queues,
-        "replicas": cfg.replicas,
-        "failover_lag": cfg.failover_lag,
-        "seed": cfg.seed,
-        "wall_s": round(wall, 3),
-        "tasks_per_s": round(completed / wall, 1) if wall else 0.0,
-        "checks": verdict.checks,
-        "per_process": verdict.per_process,
-        "failures": [],
-        "fault_log": fault_log,
-        "keys_per_node": per_node,
-        **verdict.details,
-    }
 
 
 def _injector(run: _Run, servers: _Servers) -> Injector:
