@@ -1,28 +1,55 @@
-"""The checker: classifies every execution from the ledgers alone, then adds what the store
-says is left over. Pure functions, so synthetic ledgers can test it."""
+"""The checker: classifies every execution from the ledgers alone, then adds what was found
+left in the store. One function per check, registered in `CHECKS`; each returns its counts
+and, when it fails, reasons that start with its name. Pure functions, so synthetic ledgers
+can test them."""
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 
 from harness import breaker_timeline
-from harness.child import RETRY_POLICY
+from harness.chance import cross_process_minimum
+from harness.checks_scenarios import deferred_check, retry_check
+from harness.config import DISRUPTIVE
+from harness.events import Ev, Record
 
-DEFER_TOLERANCE_S = 0.02
-BACKOFF_TOLERANCE_S = 0.01
-LEASE_TOLERANCE_S = 0.25
+#: A restart, drop or failover explains a rerun whose first run was claimed up to this long
+#: before it (a claim or settlement in flight when the connection broke).
+FAULT_REACH_S = 1.0
 
 
 @dataclass
 class StoreFacts:
-    shared: bool = True
+    """What was read from the store after the drain. `independent` says, per check, whether
+    the harness read the raw server itself (True) or relied on the store's report (False)."""
+
     payloads_left: int = 0
     keys_without_ttl: int = 0
+    ttl_too_long: int = 0
+    examples: dict[str, str] = field(default_factory=dict)  # check -> one offending key
     results: dict[str, Any] = field(default_factory=dict)  # id -> value read back
+    dead: dict[str, str] = field(default_factory=dict)  # id -> reason, from the dead set
+    independent: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class RunFacts:
+    """What the runner knows about the run itself."""
+
+    roles: str = "mixed"
+    scenario: str = "basic"
+    lease: float = 10.0
+    concurrency: int = 16
+    queues: int = 1
+    procs: int = 0  # processes planned (replacements come after); 0: unknown
+    faults: list[dict[str, Any]] = field(default_factory=list)  # the injector's log (wall)
+    breaker: str = "none"
+    breaker_options: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -33,170 +60,291 @@ class Verdict:
     details: dict[str, Any]
 
 
-def _runs_by_id(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        if r["e"] == "run":
-            runs[r["id"]].append(r)
-    for lst in runs.values():
-        lst.sort(key=lambda r: (r["k"], r["t"]))
-    return runs
+@dataclass
+class Finding:
+    counts: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class View:
+    """The ledgers, indexed once for every check."""
+
+    def __init__(self, records: list[Record], store: StoreFacts, run: RunFacts) -> None:
+        self.records, self.store, self.run = records, store, run
+        self.by_event: dict[str, list[Record]] = defaultdict(list)
+        for r in records:
+            self.by_event[r["e"]].append(r)
+        self.submitted = {r["id"]: r for r in self.by_event[Ev.SUBMITTED]}
+        # Completed: a body returned and its settlement was not refused as stale (a task
+        # whose every completion was refused never completed in the store).
+        stale = {(r["id"], r["k"]) for r in self.by_event[Ev.STALE]}
+        self.ok: dict[str, list[Record]] = defaultdict(list)
+        for r in self.by_event[Ev.OK]:
+            if (r["id"], r["k"]) not in stale:
+                self.ok[r["id"]].append(r)
+        self.hook_dead = {r["id"]: r for r in self.by_event[Ev.DEAD]}
+        failed = {(r["id"], r["k"]) for r in self.by_event[Ev.ERROR]}
+        failed |= {(r["id"], r["k"]) for r in self.by_event[Ev.CALL] if not r["ok"]}
+        self.failed_tokens = failed
+        self.runs: dict[str, list[Record]] = defaultdict(list)
+        for r in self.by_event[Ev.RUN]:
+            self.runs[r["id"]].append(r)
+        for lst in self.runs.values():
+            lst.sort(key=lambda r: (r.get("c", r["t"]), r["t"]))
+
+    @cached_property
+    def dead(self) -> dict[str, str]:
+        """Tasks that ended dead, with a reason: the worker's hook, or the store's dead set
+        (a store dead-letters by itself in recover(), where no worker hook runs)."""
+        out = {i: str(r.get("err", "")) for i, r in self.hook_dead.items()}
+        for i, reason in self.store.dead.items():
+            out.setdefault(i, reason)
+        return {i: why for i, why in out.items() if i in self.submitted and i not in self.ok}
+
+    @cached_property
+    def workers(self) -> set[int]:
+        """Every process that worked the store (replacements included)."""
+        return {r["p"] for r in self.by_event[Ev.HELLO] if r.get("works")}
+
+
+def check_lost(v: View) -> Finding:
+    lost = [i for i in v.submitted if i not in v.ok and i not in v.dead]
+    f = Finding({"lost": len(lost)})
+    if lost:
+        f.failures.append(f"lost: {len(lost)} tasks accepted by the store were never completed")
+    return f
+
+
+def _explained(v: View, prev: Record, nxt: Record) -> bool:
+    """Is there an injected fault that can explain running `prev`'s task again?"""
+    began, again = prev.get("c", prev["t"]), nxt["t"]
+    for fault in v.run.faults:
+        at = fault.get("wall", 0.0)
+        if fault["kind"] in ("kill", "stop") and fault.get("pid") == prev["p"] and at <= again:
+            return True
+        paused = fault["kind"] == "pause" and fault.get("pid") == prev["p"]
+        if paused and at <= again and at + fault.get("seconds", 0.0) >= began:
+            return True
+        server = fault["kind"] in ("restart", "drop", "failover")
+        if server and began - FAULT_REACH_S <= at <= again:
+            return True
+    return False
+
+
+def check_reruns(v: View) -> Finding:
+    """Every rerun needs a cause: a planned failure (retried), or an injected fault near it
+    (redelivered). Anything else, lease expiry included, is a duplicate: with no fault a
+    lease must hold, since workers renew it."""
+    retried = redelivered = 0
+    duplicated: list[str] = []
+    for task_id, lst in v.runs.items():
+        for prev, nxt in pairwise(lst):
+            if (task_id, prev["k"]) in v.failed_tokens:
+                retried += 1
+            elif _explained(v, prev, nxt):
+                redelivered += 1
+            else:
+                duplicated.append(task_id)
+    f = Finding({"duplicated": len(duplicated), "redelivered": redelivered, "retried": retried})
+    if duplicated:
+        f.failures.append(
+            f"duplicated: {len(duplicated)} executions repeated a task with no fault to "
+            f"explain it (e.g. {duplicated[0]})"
+        )
+    return f
+
+
+def check_unexpected(v: View) -> Finding:
+    intended = {r["id"] for r in v.by_event[Ev.INTENT]}
+    unexpected = [i for i in v.runs if i not in intended]
+    f = Finding({"unexpected": len(unexpected)})
+    if unexpected:
+        f.failures.append(f"unexpected: {len(unexpected)} tasks ran that no submitter sent")
+    return f
+
+
+def check_wrong_results(v: View) -> Finding:
+    wrong = 0
+    for task_id, oks in v.ok.items():
+        want = v.submitted.get(task_id, {}).get("x")
+        wrong += sum(1 for r in oks if want is not None and r["v"] != want)
+    for task_id, value in v.store.results.items():
+        # Only where a run completed: a result stored for a task that never ran is lost.
+        if task_id in v.ok and task_id in v.submitted and value != v.submitted[task_id]["x"]:
+            wrong += 1
+    f = Finding({"wrong_results": wrong})
+    if wrong:
+        f.failures.append(f"wrong_results: {wrong} results differ from the value computed")
+    return f
+
+
+def check_dead(v: View) -> Finding:
+    dead = v.dead
+    f = Finding({"dead": len(dead)}, details={"dead_tasks": dict(sorted(dead.items())[:20])})
+    if dead:
+        first = sorted(dead)[0]
+        f.failures.append(f"dead: {len(dead)} tasks ended dead (e.g. {first}: {dead[first]})")
+    return f
+
+
+def check_leftovers(v: View) -> Finding:
+    s = v.store
+    f = Finding(
+        {
+            "payloads_left": s.payloads_left,
+            "keys_without_ttl": s.keys_without_ttl,
+            "ttl_too_long": s.ttl_too_long,
+        },
+        details={"independent": dict(s.independent)},
+    )
+    for name, count, what in (
+        ("payloads_left", s.payloads_left, "payloads still in the store"),
+        ("keys_without_ttl", s.keys_without_ttl, "keys would never expire"),
+        ("ttl_too_long", s.ttl_too_long, "keys outlive the bound for their kind"),
+    ):
+        if count:
+            example = f" (e.g. {s.examples[name]})" if name in s.examples else ""
+            f.failures.append(f"{name}: {count} {what}{example}")
+    return f
+
+
+def check_cross_process(v: View) -> Finding:
+    """Sharing is proven, never assumed: with two or more working processes, completions
+    must cross process boundaries about as often as chance says (see harness.chance)."""
+    completed = [oks[-1] for task_id, oks in v.ok.items() if task_id in v.submitted]
+    cross = sum(1 for r in completed if r["p"] != v.submitted[r["id"]]["p"])
+    submitters = {r["p"] for r in v.submitted.values()}
+    # Replacements (started after a kill or stop) work only part of the run: counting them
+    # would raise the chance of crossing above what the run gave, so they are left out.
+    planned = {
+        r["p"] for r in v.by_event[Ev.HELLO] if r.get("works") and r.get("i", 0) < v.run.procs
+    }
+    working = len(planned or v.workers | {r["p"] for r in completed})
+    own_worker = sum(1 for r in completed if v.submitted[r["id"]]["p"] in v.workers)
+    minimum = cross_process_minimum(len(completed), own_worker, working, v.run.concurrency)
+    f = Finding(
+        {
+            "cross_process": cross,
+            "cross_process_share": round(cross / len(completed), 4) if completed else 0.0,
+            "cross_process_min": minimum,
+            "working_processes": working,
+        }
+    )
+    if working >= 2 and completed and cross < minimum:
+        never = "tasks never crossed processes" if cross == 0 else "too few tasks crossed"
+        f.failures.append(
+            f"cross_process: {never}: {cross} of {len(completed)} completions ran outside "
+            f"their submitting process, below the {minimum} that chance allows with "
+            f"{working} working processes ({len(submitters)} submitting); the store is not "
+            "shared between processes"
+        )
+    return f
+
+
+def check_priority_order(v: View) -> Finding:
+    """Tasks enqueued in one call are ready together; a store claims highest priority first.
+    Claim times are taken by workers before each claim is sent, so a lower-priority task may
+    appear claimed first only through claims already in flight: at most one per worker per
+    queue, each of at most `concurrency` tasks. More than that is an ordering violation."""
+    tolerance = v.run.concurrency * max(1, len(v.workers))
+    groups: dict[tuple[int, int, int], list[tuple[float, int]]] = defaultdict(list)
+    for task_id, sub in v.submitted.items():
+        runs = v.runs.get(task_id)
+        if not runs or sub.get("d") or "r" not in sub or runs[0]["a"] != 1:
+            continue  # deferred, or its first claim is unknown (killed before it ran)
+        i = int(task_id.rsplit("-", 1)[1])
+        key = (sub["p"], sub.get("b", 0), i % v.run.queues)
+        groups[key].append((runs[0].get("c", runs[0]["t"]), sub["r"]))
+    worst = 0
+    for group in groups.values():
+        # One claim's tasks share a claim time; within it the store's order is unknown, so
+        # ties count in the store's favour (higher priority first).
+        group.sort(key=lambda x: (x[0], -x[1]))
+        seen: dict[int, int] = defaultdict(int)  # priority -> tasks claimed so far
+        for _, prio in group:
+            worst = max(worst, sum(n for p, n in seen.items() if p < prio))
+            seen[prio] += 1
+    f = Finding({"priority_inversions": worst, "priority_tolerance": tolerance})
+    if worst > tolerance:
+        f.failures.append(
+            f"priority_order: a task started after {worst} lower-priority tasks that were "
+            f"ready with it (concurrency allows {tolerance})"
+        )
+    return f
+
+
+def check_worker_counts(v: View) -> Finding:
+    """Information, from each worker's own counters at its end: claims released by a
+    graceful stop, and store calls that failed and were backed off."""
+    released = sum(r.get("released", 0) for r in v.by_event[Ev.STATS])
+    errors = sum(r.get("store_errors", 0) for r in v.by_event[Ev.STATS])
+    return Finding({"released": released, "store_errors": errors})
+
+
+def check_scenario(v: View) -> Finding:
+    if v.run.scenario == "retry":
+        disrupted = any(f["kind"] in DISRUPTIVE for f in v.run.faults)
+        return retry_check(v.submitted, v.runs, v.ok, v.failed_tokens, disrupted)
+    if v.run.scenario == "deferred":
+        return deferred_check(v.records, v.submitted, v.runs)
+    if v.run.scenario == "breaker":
+        records = cast(list[dict[str, Any]], v.records)
+        report, failures = breaker_timeline.analyse(records)
+        return Finding(failures=failures, details={"breaker_report": report})
+    return Finding()
+
+
+CHECKS: list[Callable[[View], Finding]] = [
+    check_lost,
+    check_reruns,
+    check_unexpected,
+    check_wrong_results,
+    check_dead,
+    check_leftovers,
+    check_cross_process,
+    check_priority_order,
+    check_worker_counts,
+    check_scenario,
+]
 
 
 def evaluate(
-    records: list[dict[str, Any]],
+    records: list[Record],
     facts: StoreFacts,
     *,
-    roles: str,
-    scenario: str,
+    roles: str = "mixed",
+    scenario: str = "basic",
     killed_pids: frozenset[int] = frozenset(),
     lease: float = 10.0,
+    concurrency: int = 16,
+    queues: int = 1,
+    procs: int = 0,
+    faults: list[dict[str, Any]] | None = None,
     breaker: str = "none",
     breaker_options: dict[str, float] | None = None,
 ) -> Verdict:
-    """`lease` bounds what a stale settlement can explain: a repeat that started before the
-    earlier run's lease could have expired is two live claims at once, not a redelivery."""
-    by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        by_event[r["e"]].append(r)
-    intended = {r["id"] for r in by_event["int"]}
-    submitted = {r["id"]: r for r in by_event["sub"]}
-    ok: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in by_event["ok"]:
-        ok[r["id"]].append(r)
-    dead = {r["id"]: r for r in by_event["dead"]}
-    failed_tokens = {(r["id"], r["k"]) for r in by_event["err"]}
-    failed_tokens |= {(r["id"], r["k"]) for r in by_event["call"] if not r["ok"]}
-    stale_tokens = {(r["id"], r["k"]) for r in by_event["stale"]}
-    runs = _runs_by_id(records)
-
-    retried = redelivered = duplicated = 0
-    duplicated_ids: list[str] = []
-    for task_id, lst in runs.items():
-        for prev, nxt in pairwise(lst):
-            key = (task_id, prev["k"])
-            # The earlier lease began at its claim (or its run, in older ledgers).
-            lease_over = nxt["t"] >= prev.get("c", prev["t"]) + lease - LEASE_TOLERANCE_S
-            if key in failed_tokens:
-                retried += 1
-            elif prev["p"] in killed_pids or (key in stale_tokens and lease_over):
-                redelivered += 1
-            else:
-                duplicated += 1
-                duplicated_ids.append(task_id)
-    unexpected = sorted(i for i in runs if i not in intended)
-    lost = sorted(i for i in submitted if i not in ok and i not in dead)
-    dead_ids = sorted(i for i in submitted if i in dead and i not in ok)
-
-    wrong = 0
-    for task_id, oks in ok.items():
-        want = submitted.get(task_id, {}).get("x")
-        wrong += sum(1 for r in oks if want is not None and r["v"] != want)
-    if facts.shared:
-        for task_id, value in facts.results.items():
-            if task_id in submitted and value != submitted[task_id]["x"]:
-                wrong += 1
-
-    completed = [oks[-1] for task_id, oks in ok.items() if task_id in submitted]
-    cross = sum(1 for r in completed if r["p"] != submitted[r["id"]]["p"])
-    share = round(cross / len(completed), 4) if completed else 0.0
-
-    checks: dict[str, Any] = {
-        "lost": len(lost),
-        "duplicated": duplicated,
-        "redelivered": redelivered,
-        "wrong_results": wrong,
-        "cross_process": cross,
-        "cross_process_share": share,
-        "payloads_left": facts.payloads_left,
-        "keys_without_ttl": facts.keys_without_ttl,
-        "stale_settlements": len(by_event["stale"]),
-        "unexpected": len(unexpected),
-        "dead": len(dead_ids),
-        "retried": retried,
-    }
+    """Run every registered check. `killed_pids` is shorthand for kill faults (tests)."""
+    log = list(faults or []) + [{"kind": "kill", "pid": p, "wall": 0.0} for p in killed_pids]
+    run = RunFacts(roles, scenario, lease, concurrency, queues, procs, log, breaker)
+    run.breaker_options = breaker_options or {}
+    view = View(records, facts, run)
+    checks: dict[str, Any] = {"stale_settlements": len(view.by_event[Ev.STALE])}
     failures: list[str] = []
-    if lost:
-        failures.append(f"lost: {len(lost)} tasks accepted by the store were never completed")
-    if duplicated:
-        failures.append(
-            f"duplicated: {duplicated} executions repeated a task with no fault to explain it "
-            f"(e.g. {duplicated_ids[0]})"
-        )
-    if unexpected:
-        failures.append(f"unexpected: {len(unexpected)} tasks ran that no submitter sent")
-    if wrong:
-        failures.append(f"wrong_results: {wrong} results differ from the value computed")
-    if dead_ids:
-        failures.append(f"dead: {len(dead_ids)} tasks ended dead (e.g. {dead[dead_ids[0]]['err']})")
-    if facts.payloads_left:
-        failures.append(f"payloads_left: {facts.payloads_left} payloads still in the store")
-    if facts.keys_without_ttl:
-        failures.append(f"keys_without_ttl: {facts.keys_without_ttl} keys would never expire")
-    if roles == "split" and not cross and submitted:
-        failures.append("cross_process: 0 pickups crossed a process boundary under --roles split")
+    details: dict[str, Any] = {}
+    for check in CHECKS:
+        found = check(view)
+        checks.update(found.counts)
+        failures += found.failures
+        details.update(found.details)
+    return Verdict(checks, per_process(view), failures, details)
 
-    details = _scenario_details(scenario, records, submitted, runs, ok, failed_tokens, failures)
-    if scenario == "breaker":
-        details["breaker_report"], breaker_failures = breaker_timeline.analyse(records)
-        failures.extend(breaker_failures)
-    per_process: dict[str, dict[str, int]] = defaultdict(
+
+def per_process(v: View) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = defaultdict(
         lambda: {"submitted": 0, "executed": 0, "completed": 0}
     )
-    for r in by_event["sub"]:
-        per_process[str(r["p"])]["submitted"] += 1
-    for r in by_event["run"]:
-        per_process[str(r["p"])]["executed"] += 1
-    for r in by_event["ok"]:
-        per_process[str(r["p"])]["completed"] += 1
-    return Verdict(checks, dict(per_process), failures, details)
-
-
-def _scenario_details(
-    scenario: str,
-    records: list[dict[str, Any]],
-    submitted: dict[str, dict[str, Any]],
-    runs: dict[str, list[dict[str, Any]]],
-    ok: dict[str, list[dict[str, Any]]],
-    failed_tokens: set[tuple[str, int]],
-    failures: list[str],
-) -> dict[str, Any]:
-    if scenario == "retry":
-        wrong_attempts = backoff_short = 0
-        for task_id, sub in submitted.items():
-            if not sub["f"] or task_id not in ok:
-                continue
-            wrong_attempts += ok[task_id][-1]["a"] != sub["f"] + 1
-            lst = runs[task_id]
-            for prev, nxt in pairwise(lst):
-                if (task_id, prev["k"]) in failed_tokens:
-                    ceiling = min(
-                        RETRY_POLICY.max_delay,
-                        RETRY_POLICY.base * RETRY_POLICY.factor ** (prev["a"] - 1),
-                    )
-                    floor = ceiling * (1 - RETRY_POLICY.jitter) - BACKOFF_TOLERANCE_S
-                    backoff_short += nxt["t"] - prev["t"] < floor
-        if wrong_attempts:
-            failures.append(f"retry: {wrong_attempts} tasks finished after the wrong attempt count")
-        if backoff_short:
-            failures.append(f"retry: {backoff_short} retries started before their backoff ended")
-        return {"retry_wrong_attempts": wrong_attempts, "retry_backoff_violations": backoff_short}
-    if scenario == "deferred":
-        intent_t = {r["id"]: r["t"] for r in records if r["e"] == "int"}
-        early, late = 0, []
-        for task_id, sub in submitted.items():
-            if not sub["d"] or task_id not in runs:
-                continue
-            due = intent_t[task_id] + sub["d"]
-            start = runs[task_id][0]["t"]
-            early += start < due - DEFER_TOLERANCE_S
-            late.append(max(0.0, start - due))
-        if early:
-            failures.append(f"deferred: {early} tasks started before their due time")
-        late.sort()
-        return {
-            "deferred_early": early,
-            "deferred_late_p50_ms": round(statistics.median(late) * 1000, 1) if late else 0.0,
-            "deferred_late_max_ms": round(late[-1] * 1000, 1) if late else 0.0,
-        }
-    return {}
+    for event, column in ((Ev.SUBMITTED, "submitted"), (Ev.RUN, "executed"), (Ev.OK, "completed")):
+        for r in v.by_event[event]:
+            out[str(r["p"])][column] += 1
+    return dict(out)

@@ -9,23 +9,26 @@ import inspect
 import logging
 import signal
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import tasks
+from harness.events import Ev
 from harness.ledger import LedgerWriter, read_all
+from harness.policy import RETRY_POLICY
 from harness.recording import RecordingBreaker
-from kew_plug.errors import StoreUnavailable
+from kew_plug.errors import KewError, StoreUnavailable
 from kew_plug.hooks import TaskEvent
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.queue import Queue, TaskSpec
 from kew_plug.registry import URL_SCHEMES, load_object, make_breaker, make_store
-from kew_plug.retry import RetryPolicy
 from kew_plug.worker import Worker
 
 PACE_S = 3.0
-RETRY_POLICY = RetryPolicy(base=0.05, factor=2.0, max_delay=0.4, jitter=0.5)
+LONG_BODY_MAX_S = 4.0  # the long scenario's bodies last 2.5 s up to this
+IDLE_GAP_S = 0.15
 
 
 @dataclass(frozen=True)
@@ -54,25 +57,62 @@ class ChildSpec:
     breaker_options: dict[str, float]
     downstream: tuple[float, float]  # outage window, wall clock
     start_at: float  # wall clock; the breaker scenario paces submissions from here
-    peers: int = 1  # processes started together (the breaker scenario waits for them all)
+    marker: bytes = b""  # the run's 8-byte payload pattern (see tasks.marker)
+    peers: int = 0  # processes planned at the start: submitters wait until all have started
+    result_ttl: float = 3600.0  # what the harness asks the store to keep results for
+    dead_ttl: float = 7200.0
 
 
-def build_store(spec: str, server_url: str | None, namespace: str) -> Store:
+def build_store(
+    spec: str,
+    server_url: str | None,
+    namespace: str,
+    result_ttl: float = 3600.0,
+    dead_ttl: float = 7200.0,
+) -> Store:
     """A store from the strings a child was given. A `package.module:factory` is called with
-    whichever of `url` (the run's server) and `namespace` its signature accepts."""
+    whichever of `url` (the run's server), `namespace`, `result_ttl` and `dead_ttl` its
+    signature accepts."""
     if spec.startswith(URL_SCHEMES) or spec in ("fakeredis", "redis", "redis-cluster"):
         from kew_plug.backends.redis import RedisStore
 
-        return RedisStore.from_url(server_url or spec, namespace=namespace)
+        return RedisStore.from_url(
+            server_url or spec, namespace=namespace, result_ttl=result_ttl, dead_ttl=dead_ttl
+        )
     if ":" in spec:
         factory = load_object(spec, "store", ["memory", "fakeredis", "redis"])
         if callable(factory) and not isinstance(factory, Store):
             params = inspect.signature(factory).parameters
-            offered = {"url": server_url, "namespace": namespace}
+            offered = {
+                "url": server_url,
+                "namespace": namespace,
+                "result_ttl": result_ttl,
+                "dead_ttl": dead_ttl,
+            }
             made = factory(**{k: v for k, v in offered.items() if k in params})
             if isinstance(made, Store):
                 return made
     return make_store(spec)
+
+
+#: The stores' documented defaults: the bounds for a factory that does not take the
+#: harness's own result_ttl and dead_ttl.
+DEFAULT_RESULT_TTL, DEFAULT_DEAD_TTL = 3600.0, 7 * 86400.0
+
+
+def ttl_bounds(spec: str, result_ttl: float, dead_ttl: float) -> tuple[float, float]:
+    """How long the store was asked to keep finished and dead records: the harness's own
+    values where `build_store` could pass them, else the documented defaults."""
+    if spec.startswith(URL_SCHEMES) or ":" not in spec:
+        return result_ttl, dead_ttl
+    try:
+        params = inspect.signature(load_object(spec, "store", [])).parameters
+    except (KewError, TypeError, ValueError):
+        return DEFAULT_RESULT_TTL, DEFAULT_DEAD_TTL
+    return (
+        result_ttl if "result_ttl" in params else DEFAULT_RESULT_TTL,
+        dead_ttl if "dead_ttl" in params else DEFAULT_DEAD_TTL,
+    )
 
 
 def build_breaker(spec: ChildSpec, store: Store, queue: str) -> Breaker | None:
@@ -105,6 +145,9 @@ def plan_for(spec: ChildSpec, i: int) -> tasks.Plan:
         return tasks.Plan(
             down_from=down_from, down_until=down_until, fn=spec.task_fn, ms=spec.task_ms
         )
+    if spec.scenario == "long":
+        # Longer than the lease (2 s by default): only renewal keeps the claim.
+        return tasks.Plan(fn=spec.task_fn, ms=2500 + i * 7919 % 1500)
     return tasks.Plan(fn=spec.task_fn, ms=spec.task_ms)
 
 
@@ -126,11 +169,16 @@ async def submit_share(spec: ChildSpec, queues: list[Queue], ledger: LedgerWrite
             funcs[key] = tasks.closure_task(spec.salt, plan, is_async)
         return funcs[key]
 
+    mark = tasks.marker(spec.marker)
     starts = range(spec.first, spec.last, spec.batch)
     for n, start in enumerate(starts):
         if spec.scenario == "breaker":
             # Spread the share over PACE_S so tasks are still flowing when the outage begins.
             await asyncio.sleep(max(0.0, spec.start_at + PACE_S * n / len(starts) - time.time()))
+        elif n:
+            # An idle stretch between batches: workers run dry and block in wait(), and the
+            # next batch must wake them.
+            await asyncio.sleep(IDLE_GAP_S)
         idx = range(start, min(start + spec.batch, spec.last))
         specs: list[list[TaskSpec]] = [[] for _ in queues]
         rows = []
@@ -138,10 +186,11 @@ async def submit_share(spec: ChildSpec, queues: list[Queue], ledger: LedgerWrite
             plan = plan_for(spec, i)
             args: tuple[Any, ...] = (i,) if spec.task_kind == "closure" else (i, spec.salt, plan)
             delay = delay_for(spec, i)
-            priority = i % 3 if spec.scenario == "deferred" else 0
+            # Mixed priorities in every batch: the ordering check reads them back.
+            priority = i % 3
             task_id = f"{spec.namespace}-{i}"
             specs[i % len(queues)].append(
-                TaskSpec(fn_for(i), args, task_id=task_id, delay=delay, priority=priority)
+                TaskSpec(fn_for(i), (*args, mark), task_id=task_id, delay=delay, priority=priority)
             )
             rows.append(
                 {
@@ -149,15 +198,17 @@ async def submit_share(spec: ChildSpec, queues: list[Queue], ledger: LedgerWrite
                     "x": tasks.value_for(i, spec.salt, plan),
                     "d": delay or 0.0,
                     "f": plan.fails,
+                    "r": priority,
+                    "b": n,
                 }
             )
-        ledger.write_many("int", [{"id": r["id"]} for r in rows])
+        ledger.write_many(Ev.INTENT, [{"id": r["id"]} for r in rows])
         accepted: set[str] = set()
         for q, batch in zip(queues, specs, strict=True):
             if batch:
                 accepted |= await submit_with_retry(q, batch)
-        ledger.write_many("sub", [r for r in rows if r["id"] in accepted])
-    ledger.write("subdone")
+        ledger.write_many(Ev.SUBMITTED, [r for r in rows if r["id"] in accepted])
+    ledger.write(Ev.SUBMIT_DONE)
 
 
 async def wait_for_store(store: Store, within: float = 30.0) -> None:
@@ -171,6 +222,18 @@ async def wait_for_store(store: Store, within: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+async def wait_for_peers(spec: ChildSpec, within: float = 30.0) -> None:
+    """Submit only once every planned process has started (its ledger holds its first
+    record): a process that started early would otherwise run its own first batch alone,
+    and pickups would not be spread by chance, which the cross-process check relies on."""
+    folder, deadline = Path(spec.ledger_dir), time.monotonic() + within
+    paths = [folder / f"p{i}.jsonl" for i in range(spec.peers)]
+    while time.monotonic() < deadline:
+        if all(p.exists() and p.stat().st_size > 0 for p in paths):
+            return
+        await asyncio.sleep(0.01)
 
 
 async def submit_with_retry(q: Queue, specs: list[TaskSpec]) -> set[str]:
@@ -190,10 +253,10 @@ async def submit_with_retry(q: Queue, specs: list[TaskSpec]) -> set[str]:
 async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
     def on_fail(ev: TaskEvent) -> None:
         if not ev.will_retry:
-            ledger.write("dead", id=ev.task_id, a=ev.attempt, err=ev.error)
+            ledger.write(Ev.DEAD, id=ev.task_id, a=ev.attempt, err=ev.error)
 
     def on_stale(ev: TaskEvent) -> None:
-        ledger.write("stale", id=ev.task_id, k=ev.token)
+        ledger.write(Ev.STALE, id=ev.task_id, k=ev.token)
 
     worker = Worker(
         q,
@@ -202,13 +265,14 @@ async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
         retry=RETRY_POLICY,
         on_fail=[on_fail],
         on_stale=[on_stale],
-        shutdown_timeout=5.0,
+        # Shorter than a long task, so a graceful stop mid-run hands claims back (release).
+        shutdown_timeout=min(5.0, spec.lease / 2),
         recover_interval=min(1.0, spec.lease / 4),
     )
     stopper = asyncio.create_task(stop_on(STOPPING, worker))
     stats = await worker.run()
     stopper.cancel()
-    ledger.write("stats", **dataclasses.asdict(stats))
+    ledger.write(Ev.STATS, **dataclasses.asdict(stats))
 
 
 async def stop_on(event: asyncio.Event, worker: Worker) -> None:
@@ -226,10 +290,10 @@ async def child_async(spec: ChildSpec) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, STOPPING.set)
     ledger = LedgerWriter(Path(spec.ledger_dir) / f"p{spec.index}.jsonl")
     tasks.LEDGER = ledger
-    store = build_store(spec.store, spec.server_url, spec.namespace)
+    store = build_store(spec.store, spec.server_url, spec.namespace, spec.result_ttl, spec.dead_ttl)
     queues = [build_queue(spec, store, ledger, name) for name in spec.queues]
     await wait_for_store(store)
-    ledger.write("hello", i=spec.index, submits=spec.submits, works=spec.works)
+    ledger.write(Ev.HELLO, i=spec.index, submits=spec.submits, works=spec.works)
     if spec.scenario == "breaker" and spec.submits:
         spec = await after_every_peer_started(spec)
     try:
@@ -237,6 +301,7 @@ async def child_async(spec: ChildSpec) -> None:
         if spec.works:
             jobs = [asyncio.create_task(work(spec, q, ledger)) for q in queues]
         if spec.submits:
+            await wait_for_peers(spec)
             await submit_share(spec, queues, ledger)
         await asyncio.gather(*jobs)
     finally:
@@ -244,7 +309,7 @@ async def child_async(spec: ChildSpec) -> None:
             if q.breaker is not None:
                 await q.breaker.aclose()
         await store.aclose()
-        ledger.write("bye")
+        ledger.write(Ev.BYE)
 
 
 async def after_every_peer_started(spec: ChildSpec, within: float = 60.0) -> ChildSpec:
@@ -271,7 +336,13 @@ def child_main(spec: ChildSpec) -> None:
         level=logging.WARNING,
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
-    asyncio.run(child_async(spec))
+    try:
+        asyncio.run(child_async(spec))
+    except BaseException:
+        # The harness shows this inline in its failure (harness.crashes).
+        crash = Path(spec.ledger_dir).parent / f"crash-p{spec.index}.txt"
+        crash.write_text(traceback.format_exc())
+        raise
     # Closing the loop restored SIGTERM's default action; a stop arriving while this
     # process exits must not turn a clean exit into a death by signal.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.config import SCENARIOS, ConfigError, RunConfig, parse_faults
+from harness.drain import Progress as RunProgress
 from harness.report import render, write_json
-from harness.runner import Progress as RunProgress
 from harness.runner import Report, arun
 
 
@@ -55,7 +55,12 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
     )
     p.add_argument("--roles", default="mixed", choices=["mixed", "split"])
     p.add_argument("--scenario", default="basic", choices=list(SCENARIOS))
-    p.add_argument("--faults", default="", help="kill=K,pause=P,restart=R,drop=D,failover=F")
+    p.add_argument(
+        "--faults",
+        default="",
+        help="kill=K,pause=P,restart=R,drop=D,failover=F,stop=S (stop=1, a graceful SIGTERM "
+        "of one worker, is always on unless stop=0)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=120.0, help="bound on the whole run, s")
     p.add_argument("--task-kind", default="closure", choices=["closure", "module"])
@@ -67,21 +72,15 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
     )
     p.add_argument("--concurrency", type=int, default=16, help="task slots per worker")
     p.add_argument(
-        "--lease", type=float, default=None, help="lease length, s (10; 2 with pause faults)"
+        "--lease", type=float, default=None, help="lease length, s (2; 1 for --scenario long)"
     )
-    p.add_argument("--task-ms", type=float, default=None, help="task body duration, ms")
+    p.add_argument("--task-ms", type=float, default=None, help="task body ms (0; 2 with faults)")
     p.add_argument("--json", dest="json_path", default=None, help="write the report here")
     p.add_argument("--keep", action="store_true", help="keep ledgers and store keys")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    ns = p.parse_args(argv)
-    values = vars(ns)
+    values = vars(p.parse_args(argv))
     values["faults"] = parse_faults(values["faults"])
-    faulty = any(values["faults"].values())
-    if values["lease"] is None:
-        values["lease"] = 2.0 if values["faults"].get("pause") else 10.0
-    if values["task_ms"] is None:
-        values["task_ms"] = 2.0 if faulty else 0.0
-    return RunConfig(**values)
+    return RunConfig(**values)  # defaults not given here are RunConfig's (resolve())
 
 
 async def _run_with_progress(cfg: RunConfig, console: Console) -> Report:
@@ -109,8 +108,7 @@ async def _run_with_progress(cfg: RunConfig, console: Console) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=False)
     try:
-        cfg = parse_args(argv)
-        cfg.validate()
+        cfg = parse_args(argv).resolve()
         report = asyncio.run(_run_with_progress(cfg, console))
     except ConfigError as e:
         print(f"harness: {e}", file=sys.stderr)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-SCENARIOS = ("basic", "retry", "deferred", "breaker")
+SCENARIOS = ("basic", "retry", "deferred", "breaker", "long")
 ROLES = ("mixed", "split")
 TASK_KINDS = ("closure", "module")
-FAULT_KINDS = ("kill", "pause", "restart", "drop", "failover")
+FAULT_KINDS = ("kill", "pause", "restart", "drop", "failover", "stop")
+#: Faults that disrupt a worker or the server; "stop" (a graceful SIGTERM of one worker,
+#: which must release what it holds) is part of every default run and disrupts nothing.
+DISRUPTIVE = ("kill", "pause", "restart", "drop", "failover")
+DEFAULT_FAULTS = {**dict.fromkeys(FAULT_KINDS, 0), "stop": 1}
 CLUSTER = "redis-cluster"
 
 
@@ -17,7 +21,7 @@ class ConfigError(ValueError):
 
 
 def parse_faults(text: str) -> dict[str, int]:
-    faults = dict.fromkeys(FAULT_KINDS, 0)
+    faults = dict(DEFAULT_FAULTS)
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, count = part.partition("=")
         if name not in faults or not sep or not count.isdigit():
@@ -38,7 +42,7 @@ class RunConfig:
     breaker: str = "none"
     roles: str = "mixed"
     scenario: str = "basic"
-    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+    faults: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_FAULTS))
     queues: int = 1  # tasks spread over this many queues (on a cluster: over its primaries)
     replicas: int = 0  # cluster: every write waits for this many replicas (WAIT)
     failover_lag: float = 0.0  # failover faults: replicas fall this far behind first, s
@@ -47,13 +51,43 @@ class RunConfig:
     task_kind: str = "closure"
     task: str | None = None  # package.module:function, sync, int -> JSON-like value
     concurrency: int = 16
-    lease: float = 10.0
-    task_ms: float = 0.0  # time each task body takes, so kills and pauses land mid-task
+    # None: derived once in resolve(): a 2 s lease, so recover() runs mid-run; bodies of
+    # 2 ms with disruptive faults, so kills and pauses land mid-task.
+    lease: float | None = None
+    task_ms: float | None = None
+    result_ttl: float = 600.0  # the harness's own bounds, checked on the raw server
+    dead_ttl: float = 1800.0
     batch: int = 200
     json_path: str | None = None
     namespace: str | None = None
     keep: bool = False
     progress: bool = True
+    resolved: bool = False
+
+    def resolve(self) -> RunConfig:
+        """This configuration with its defaults derived, validated once (both `harness.run`
+        and the CLI come through here)."""
+        if self.resolved:
+            return self
+        faults = {**DEFAULT_FAULTS, **self.faults}  # the graceful stop unless stop=0
+        disruptive = any(faults[k] for k in DISRUPTIVE)
+        lease = self.lease
+        if lease is None:
+            lease = 2.0
+        task_ms = self.task_ms if self.task_ms is not None else (2.0 if disruptive else 0.0)
+        out = replace(self, faults=faults, lease=lease, task_ms=task_ms, resolved=True)
+        out.validate()
+        return out
+
+    @property
+    def lease_s(self) -> float:
+        assert self.lease is not None, "resolve() first"
+        return self.lease
+
+    @property
+    def body_ms(self) -> float:
+        assert self.task_ms is not None, "resolve() first"
+        return self.task_ms
 
     def validate(self) -> None:
         if self.procs < 1 or self.tasks < 1:
@@ -107,7 +141,14 @@ class RunConfig:
                 "--faults failover=N needs a cluster the harness owns: --store redis-cluster "
                 "without --redis-url"
             )
-        if self.task_ms < 0:
+        if self.task_ms is not None and self.task_ms < 0:
             raise ConfigError("--task-ms must be >= 0")
+        if self.lease is not None and self.lease <= 0:
+            raise ConfigError("--lease must be positive")
+        if self.result_ttl <= 0 or self.dead_ttl <= 0:
+            raise ConfigError("result_ttl and dead_ttl must be positive")
+        unknown = set(self.faults) - set(FAULT_KINDS)
+        if unknown:
+            raise ConfigError(f"unknown faults {sorted(unknown)}: expected {FAULT_KINDS}")
         if self.timeout <= 0:
             raise ConfigError("--timeout must be positive")

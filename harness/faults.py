@@ -38,6 +38,9 @@ def plan_faults(counts: dict[str, int], seed: int, lease: float) -> list[Fault]:
         faults.append(Fault("restart", rng.uniform(0.2, 0.7)))
     for _ in range(counts.get("drop", 0)):
         faults.append(Fault("drop", rng.uniform(0.1, 0.8)))
+    for _ in range(counts.get("stop", 0)):
+        # A graceful stop mid-run: the worker releases what it holds; a replacement starts.
+        faults.append(Fault("stop", rng.uniform(0.2, 0.6)))
     for _ in range(counts.get("failover", 0)):
         faults.append(Fault("failover", rng.uniform(0.15, 0.6)))
     return sorted(faults, key=lambda f: f.at)
@@ -47,14 +50,16 @@ def plan_faults(counts: dict[str, int], seed: int, lease: float) -> list[Fault]:
 class Injector:
     faults: list[Fault]
     seed: int
-    victims: Callable[[], list[Any]]  # live worker processes that may be hit
+    victims: Callable[[], list[Any]]  # live worker processes that may be killed or paused
     replace: Callable[[Any], None]  # start a worker in place of a killed one
     restart_server: Callable[[], Awaitable[None]] | None
     drop_clients: Callable[[], Awaitable[int]] | None
     failover: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    stop_victims: Callable[[], list[Any]] | None = None  # those a graceful stop may hit
     started: float = field(default_factory=time.monotonic)
     log: list[dict[str, Any]] = field(default_factory=list)
     killed: set[int] = field(default_factory=set)
+    stopped: set[int] = field(default_factory=set)  # sent SIGTERM mid-run
     paused: dict[int, float] = field(default_factory=dict)  # pid -> resume time
 
     def __post_init__(self) -> None:
@@ -66,7 +71,15 @@ class Injector:
         return any(not f.fired for f in self.faults) or bool(self.paused)
 
     def _note(self, kind: str, **detail: Any) -> None:
-        self.log.append({"kind": kind, "t": round(time.monotonic() - self.started, 3), **detail})
+        # `wall` is on the ledgers' clock, so the checker can place faults next to runs.
+        self.log.append(
+            {
+                "kind": kind,
+                "t": round(time.monotonic() - self.started, 3),
+                "wall": time.time(),
+                **detail,
+            }
+        )
 
     async def tick(self, fraction: float) -> None:
         now = time.monotonic()
@@ -83,8 +96,9 @@ class Injector:
             break  # at most one fault per tick, so they spread out
 
     async def _fire(self, fault: Fault) -> bool:
-        if fault.kind in ("kill", "pause"):
-            candidates = [p for p in self.victims() if p.pid not in self.paused]
+        if fault.kind in ("kill", "pause", "stop"):
+            pick = self.stop_victims if fault.kind == "stop" and self.stop_victims else self.victims
+            candidates = [p for p in pick() if p.pid not in self.paused]
             if not candidates:
                 return False
             victim = self.rng.choice(candidates)
@@ -92,6 +106,11 @@ class Injector:
                 os.kill(victim.pid, signal.SIGKILL)
                 self.killed.add(victim.pid)
                 self._note("kill", pid=victim.pid)
+                self.replace(victim)
+            elif fault.kind == "stop":
+                os.kill(victim.pid, signal.SIGTERM)
+                self.stopped.add(victim.pid)
+                self._note("stop", pid=victim.pid)
                 self.replace(victim)
             else:
                 os.kill(victim.pid, signal.SIGSTOP)
@@ -112,6 +131,14 @@ class Injector:
             self._note("drop", connections=dropped)
             return True
         return False
+
+    def abandon(self) -> None:
+        """The run stopped making progress before these faults' turn came: skip them (a
+        stalled run must end and report what it lost, not wait for a fault forever)."""
+        for fault in self.faults:
+            if not fault.fired:
+                fault.fired = True
+                self._note("skipped", fault=fault.kind)
 
     def heal(self) -> None:
         """Resume anything still stopped (a run that ends early must not leave zombies)."""

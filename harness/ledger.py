@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.events import Record
+
 
 class LedgerWriter:
     def __init__(self, path: Path) -> None:
@@ -42,7 +44,7 @@ class LedgerTail:
         self.folder = folder
         self._offsets: dict[Path, int] = {}
 
-    def poll(self) -> Iterator[dict[str, Any]]:
+    def poll(self) -> Iterator[Record]:
         for path in sorted(self.folder.glob("*.jsonl")):
             offset = self._offsets.get(path, 0)
             with path.open("rb") as f:
@@ -55,13 +57,17 @@ class LedgerTail:
                     yield json.loads(line)
 
 
-def read_all(folder: Path) -> list[dict[str, Any]]:
-    """Every complete record of every ledger; a torn last line (a kill mid-write) is skipped."""
-    records: list[dict[str, Any]] = []
-    for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_bytes().splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
+def read_one(path: Path) -> list[Record]:
+    """Every complete record of one ledger; a torn last line (a kill mid-write) is skipped."""
+    records: list[Record] = []
+    for line in path.read_bytes().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
     return records
+
+
+def read_all(folder: Path) -> list[Record]:
+    """Every complete record of every ledger."""
+    return [r for path in sorted(folder.glob("*.jsonl")) for r in read_one(path)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import secrets
 import shutil
@@ -20,9 +19,12 @@ from typing import Any
 
 import multiprocess
 
-from harness.checks import StoreFacts, evaluate
-from harness.child import ChildSpec, build_store, child_main
+from harness.checks import evaluate
+from harness.child import LONG_BODY_MAX_S, ChildSpec, build_store, child_main, ttl_bounds
 from harness.config import CLUSTER, ConfigError, RunConfig
+from harness.crashes import crash_reports
+from harness.drain import Progress, watch
+from harness.events import Ev
 from harness.faults import (
     Injector,
     drop_all_clients,
@@ -30,7 +32,9 @@ from harness.faults import (
     plan_faults,
     restart_in_thread,
 )
-from harness.ledger import LedgerTail, read_all
+from harness.ledger import read_all, read_one
+from harness.report import report_data
+from harness.storefacts import keys_per_node, store_facts
 from kew_plug.errors import KewError, StoreUnavailable
 from kew_plug.interfaces import Store
 from kew_plug.registry import URL_SCHEMES
@@ -49,14 +53,6 @@ MEMORY_WARNING = (
     "process cannot be seen, let alone run, by another. This was kew's bug before payloads "
     "moved into Redis. Running anyway, with --roles split, to demonstrate the failure."
 )
-
-
-@dataclass
-class Progress:
-    submitted: int = 0
-    completed: int = 0
-    dead: int = 0
-    executed: int = 0
 
 
 @dataclass
@@ -122,13 +118,12 @@ def _with_replicas(url: str, replicas: int) -> str:
 
 def run(config: RunConfig | None = None, **overrides: Any) -> Report:
     """Run the harness and return its report (also usable from a user's pytest suite)."""
-    cfg = replace(config or RunConfig(), **overrides)
-    cfg.validate()
+    cfg = replace(config or RunConfig(), **overrides).resolve()
     return asyncio.run(arun(cfg))
 
 
 async def arun(cfg: RunConfig, on_progress: Callable[[Progress], None] | None = None) -> Report:
-    cfg.validate()
+    cfg = cfg.resolve()  # a no-op for a configuration already resolved
     notes: list[str] = []
     if cfg.store == "memory" and cfg.procs > 1:
         notes.append(MEMORY_WARNING)
@@ -144,9 +139,9 @@ async def arun(cfg: RunConfig, on_progress: Callable[[Progress], None] | None = 
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _connect(spec: str, url: str | None, namespace: str) -> Store:
+async def _connect(cfg: RunConfig, url: str | None, namespace: str) -> Store:
     try:
-        store = build_store(spec, url, namespace)
+        store = build_store(cfg.store, url, namespace, cfg.result_ttl, cfg.dead_ttl)
     except KewError as e:
         raise ConfigError(str(e)) from e
     try:
@@ -157,9 +152,8 @@ async def _connect(spec: str, url: str | None, namespace: str) -> Store:
     return store
 
 
-def _plan_children(
-    cfg: RunConfig, url: str | None, namespace: str, ledger_dir: Path, secret: str
-) -> list[ChildSpec]:
+def _plan_children(run: _Run) -> list[ChildSpec]:
+    cfg = run.cfg
     if cfg.roles == "mixed":
         roles = [(True, True)] * cfg.procs
     else:
@@ -181,30 +175,80 @@ def _plan_children(
                 submits=submits,
                 works=works,
                 store=cfg.store,
-                server_url=url,
-                namespace=namespace,
+                server_url=run.url,
+                namespace=run.namespace,
                 queues=tuple(queue_names(cfg.queues)),
                 serializer=cfg.serializer,
                 breaker=cfg.breaker,
-                secret=secret,
-                ledger_dir=str(ledger_dir),
+                secret=run.secret,
+                ledger_dir=str(run.ledger_dir),
                 first=first,
                 last=last,
                 salt=cfg.seed * 7919 + index,
                 task_kind=cfg.task_kind,
                 task_fn=cfg.task or "",
-                task_ms=cfg.task_ms,
+                task_ms=cfg.body_ms,
                 scenario=cfg.scenario,
                 concurrency=cfg.concurrency,
-                lease=cfg.lease,
+                lease=cfg.lease_s,
                 batch=batch,
                 breaker_options=dict(BREAKER_OPTIONS),
                 downstream=downstream,
                 start_at=start_at,
+                marker=run.pattern,
                 peers=len(roles),
+                result_ttl=cfg.result_ttl,
+                dead_ttl=cfg.dead_ttl,
             )
         )
     return specs
+
+
+@dataclass
+class _Run:
+    """One run's moving parts, shared by the steps below."""
+
+    cfg: RunConfig
+    url: str | None
+    namespace: str
+    ledger_dir: Path
+    secret: str
+    pattern: bytes
+    procs: list[Any] = field(default_factory=list)
+    by_pid: dict[int, ChildSpec] = field(default_factory=dict)
+
+    def spawn(self, spec: ChildSpec) -> None:
+        p = multiprocess.get_context("spawn").Process(target=child_main, args=(spec,), daemon=True)
+        p.start()
+        self.procs.append(p)
+        self.by_pid[p.pid] = spec
+
+    def replace_worker(self, victim: Any) -> None:
+        old = self.by_pid[victim.pid]
+        self.spawn(dataclasses.replace(old, index=len(self.procs), submits=False, works=True))
+
+    def victims(self) -> list[Any]:
+        # Workers only, and only once they have submitted their share: a kill must not
+        # make tasks vanish that were never accepted.
+        done = pids_that_said(self.ledger_dir, Ev.SUBMIT_DONE)
+        return [
+            p
+            for p in self.procs
+            if p.is_alive()
+            and self.by_pid[p.pid].works
+            and (not self.by_pid[p.pid].submits or p.pid in done)
+        ]
+
+    def stop_victims(self) -> list[Any]:
+        """Workers whose own submitted tasks have all finished: a graceful stop then costs
+        nothing even on a store that is not shared (whose tasks would die with it), so it
+        tests release() without adding a loss of its own."""
+        records = read_all(self.ledger_dir)
+        done = {r["id"] for r in records if r["e"] in (Ev.OK, Ev.DEAD)}
+        open_by: set[int] = {
+            r["p"] for r in records if r["e"] == Ev.SUBMITTED and r["id"] not in done
+        }
+        return [p for p in self.victims() if p.pid not in open_by]
 
 
 async def _run(
@@ -218,257 +262,108 @@ async def _run(
     namespace = cfg.namespace or f"kh{uuid.uuid4().hex[:10]}"
     ledger_dir = workdir / "ledger"
     ledger_dir.mkdir()
-    store = await _connect(cfg.store, url, namespace)
-    ctx = multiprocess.get_context("spawn")
-    secret = secrets.token_hex(32)  # every run signs its payloads with a fresh key
-    specs = _plan_children(cfg, url, namespace, ledger_dir, secret)
-    procs: list[Any] = []
-    by_pid: dict[int, ChildSpec] = {}
-
-    def spawn(spec: ChildSpec) -> None:
-        p = ctx.Process(target=child_main, args=(spec,), daemon=True)
-        p.start()
-        procs.append(p)
-        by_pid[p.pid] = spec
-
-    def replace_worker(victim: Any) -> None:
-        old = by_pid[victim.pid]
-        spawn(dataclasses.replace(old, index=len(procs), submits=False, works=True))
-
-    def victims() -> list[Any]:
-        # Workers only, and only once they have submitted their share: a kill must not
-        # make tasks vanish that were never accepted.
-        done = _said(ledger_dir, "subdone")
-        return [
-            p
-            for p in procs
-            if p.is_alive() and by_pid[p.pid].works and (not by_pid[p.pid].submits or p.pid in done)
-        ]
-
-    injector = Injector(
-        plan_faults(cfg.faults, cfg.seed, cfg.lease),
-        cfg.seed,
-        victims,
-        replace_worker,
-        (lambda: restart_in_thread(servers.redis)) if servers.redis is not None else None,
-        (lambda: drop_all_clients(url)) if url is not None else None,
-        (lambda: failover_in_thread(servers.cluster, queue_names(cfg.queues)[0], cfg.failover_lag))
-        if servers.cluster is not None
-        else None,
-    )
+    store = await _connect(cfg, url, namespace)
+    # Every run signs its payloads with a fresh key and marks them with a fresh pattern.
+    run = _Run(cfg, url, namespace, ledger_dir, secrets.token_hex(32), secrets.token_bytes(8))
+    injector = _injector(run, servers)
     started = time.monotonic()
+    specs = _plan_children(run)
     for spec in specs:
-        spawn(spec)
+        run.spawn(spec)
     try:
-        progress, drained, timed_out = await _watch(
-            cfg, store, procs, specs, ledger_dir, on_progress, injector
+        watched = await watch(
+            store=store,
+            queues=queue_names(cfg.queues),
+            tasks=cfg.tasks,
+            timeout=cfg.timeout,
+            submitters=sum(1 for s in specs if s.submits),
+            procs=run.procs,
+            ledger_dir=ledger_dir,
+            injector=injector,
+            on_progress=on_progress,
+            longest_body=LONG_BODY_MAX_S if cfg.scenario == "long" else cfg.body_ms / 1000,
         )
     finally:
         injector.heal()
     wall = time.monotonic() - started
-    finished = _said(ledger_dir, "bye")
-    for p in procs:
-        if p.is_alive() and p.pid not in finished:
-            os.kill(p.pid, signal.SIGTERM)  # workers stop gracefully
-    for p in procs:
-        p.join(max(1.0, 15 - (time.monotonic() - started - wall)))
-    for p in procs:
-        if p.is_alive() and p.pid is not None:
-            os.kill(p.pid, signal.SIGKILL)
-            p.join(5)
-            notes.append(f"process {p.pid} did not stop within 15 s and was killed")
+    _stop_all(run, notes, deadline=started + wall + 15)
     records = read_all(ledger_dir)
-    facts = await _store_facts(store, namespace, records, cfg, secret)
-    per_node = await _keys_per_node(store, namespace)
+    facts = await store_facts(
+        store,
+        url=url,
+        namespace=namespace,
+        queues=queue_names(cfg.queues),
+        records=records,
+        serializer=cfg.serializer,
+        secret=run.secret,
+        pattern=run.pattern,
+        bounds=ttl_bounds(cfg.store, cfg.result_ttl, cfg.dead_ttl),
+    )
+    per_node = await keys_per_node(store)
     verdict = evaluate(
         records,
         facts,
         roles=cfg.roles,
         scenario=cfg.scenario,
-        lease=cfg.lease,
-        killed_pids=frozenset(injector.killed),
+        lease=cfg.lease_s,
+        concurrency=cfg.concurrency,
+        queues=cfg.queues,
+        procs=cfg.procs,
+        faults=injector.log,
         breaker=cfg.breaker,
         breaker_options=BREAKER_OPTIONS,
     )
     failures = verdict.failures
-    if timed_out:
+    if watched.timed_out:
         failures.insert(0, f"invalid run: not drained within --timeout {cfg.timeout:g} s")
-    # SIGTERM is the harness's own stop. It kills by default only a process still starting
-    # up (its handler comes first, before any store access), which has done no work.
-    started_up = {r["p"] for r in records if r["e"] == "hello"}
-    crashed = {
-        p.pid: p.exitcode
-        for p in procs
-        if p.exitcode not in (0, None)
-        and p.pid not in injector.killed
-        and not (p.exitcode == -signal.SIGTERM and p.pid not in started_up)
-    }
-    if crashed:
-        failures.append(
-            f"processes exited abnormally (pid: exit code): {crashed} (see {workdir}/p*.log)"
-        )
+    failures += crash_reports(run.procs, run.by_pid, records, injector.killed, workdir)
     if not cfg.keep:
         for name in queue_names(cfg.queues):
             await store.purge(name)
     await store.aclose()
-    completed = progress.completed
-    data: dict[str, Any] = {
-        "ok": not failures and drained,
-        "tasks": cfg.tasks,
-        "procs": cfg.procs,
-        "store": cfg.store,
-        "serializer": cfg.serializer,
-        "breaker": cfg.breaker,
-        "roles": cfg.roles,
-        "scenario": cfg.scenario,
-        "faults": cfg.faults,
-        "queues": cfg.queues,
-        "replicas": cfg.replicas,
-        "failover_lag": cfg.failover_lag,
-        "seed": cfg.seed,
-        "wall_s": round(wall, 3),
-        "tasks_per_s": round(completed / wall, 1) if wall else 0.0,
-        "checks": verdict.checks,
-        "per_process": verdict.per_process,
-        "failures": failures,
-        "fault_log": injector.log,
-        "keys_per_node": per_node,
-        **verdict.details,
-    }
+    data = report_data(cfg, wall, watched.progress.completed, verdict, injector.log, per_node)
+    data["failures"] = failures
+    data["ok"] = not failures and watched.drained
     return Report(data, notes, str(workdir) if cfg.keep else None)
 
 
-def _said(ledger_dir: Path, event: str) -> set[int]:
+def _injector(run: _Run, servers: _Servers) -> Injector:
+    cfg, url = run.cfg, run.url
+    return Injector(
+        plan_faults(cfg.faults, cfg.seed, cfg.lease_s),
+        cfg.seed,
+        run.victims,
+        run.replace_worker,
+        (lambda: restart_in_thread(servers.redis)) if servers.redis is not None else None,
+        (lambda: drop_all_clients(url)) if url is not None else None,
+        (lambda: failover_in_thread(servers.cluster, queue_names(cfg.queues)[0], cfg.failover_lag))
+        if servers.cluster is not None
+        else None,
+        run.stop_victims,
+    )
+
+
+def _stop_all(run: _Run, notes: list[str], deadline: float) -> None:
+    """SIGTERM every process still running (a graceful stop), then SIGKILL stragglers."""
+    finished = pids_that_said(run.ledger_dir, Ev.BYE)
+    for p in run.procs:
+        if p.is_alive() and p.pid not in finished:
+            os.kill(p.pid, signal.SIGTERM)
+    for p in run.procs:
+        p.join(max(1.0, deadline - time.monotonic()))
+    for p in run.procs:
+        if p.is_alive() and p.pid is not None:
+            os.kill(p.pid, signal.SIGKILL)
+            p.join(5)
+            notes.append(f"process {p.pid} did not stop within 15 s and was killed")
+
+
+def pids_that_said(ledger_dir: Path, event: Ev) -> set[int]:
     """Pids whose ledger holds `event` (each ledger file belongs to one process)."""
     pids = set()
     for path in ledger_dir.glob("*.jsonl"):
-        data = path.read_bytes()
-        if f'"e":"{event}"'.encode() in data:
-            pids.add(int(json.loads(data.split(b"\n", 1)[0])["p"]))
+        for r in read_one(path):
+            if r["e"] == event:
+                pids.add(r["p"])
+                break
     return pids
-
-
-async def _watch(
-    cfg: RunConfig,
-    store: Store,
-    procs: list[Any],
-    specs: list[ChildSpec],
-    ledger_dir: Path,
-    on_progress: Callable[[Progress], None] | None,
-    injector: Injector,
-) -> tuple[Progress, bool, bool]:
-    """Follow the ledgers until every accepted task reached an end and the store is empty."""
-    tail, progress = LedgerTail(ledger_dir), Progress()
-    accepted: set[str] = set()
-    finished: set[str] = set()
-    submitters_done = 0
-    n_submitters = sum(1 for s in specs if s.submits)
-    deadline = time.monotonic() + cfg.timeout
-    last_change, stall_limit = time.monotonic(), (2.0 if not store.shared else None)
-    while True:
-        changed = False
-        for r in tail.poll():
-            changed = True
-            e = r["e"]
-            if e == "sub":
-                accepted.add(r["id"])
-            elif e in ("ok", "dead"):
-                finished.add(r["id"])
-            elif e == "run":
-                progress.executed += 1
-            elif e == "subdone":
-                submitters_done += 1
-        progress.submitted, progress.completed = len(accepted), len(finished & accepted)
-        if on_progress is not None:
-            on_progress(progress)
-        now = time.monotonic()
-        if changed:
-            last_change = now
-        await injector.tick(progress.completed / max(1, cfg.tasks))
-        healed = not injector.busy
-        if healed and submitters_done == n_submitters and store.shared:
-            # Drained when the store holds nothing unfinished; whatever the ledgers then
-            # lack is lost, which the checker reports.
-            try:
-                pending = 0
-                for name in queue_names(cfg.queues):
-                    pending += (await store.stats(name)).pending
-            except StoreUnavailable:
-                pending = -1  # restarting or dropped: look again on the next tick
-            if pending == 0:
-                return progress, True, False
-        elif healed and submitters_done == n_submitters and accepted <= finished:
-            return progress, True, False
-        stalled = stall_limit is not None and now - last_change > stall_limit
-        if stalled and submitters_done == n_submitters:
-            return progress, True, False  # a process-local store: nothing more will come
-        if any(p.exitcode not in (None, 0) and p.pid not in injector.killed for p in procs):
-            return progress, False, False  # reported as an abnormal exit by the caller
-        if now > deadline:
-            return progress, False, True
-        await asyncio.sleep(0.05)
-
-
-async def _store_facts(
-    store: Store, namespace: str, records: list[dict[str, Any]], cfg: RunConfig, secret: str
-) -> StoreFacts:
-    if not store.shared:
-        return StoreFacts(shared=False)
-    names = queue_names(cfg.queues)
-    left = 0
-    for name in names:
-        left += len(await store.payload_ids(name))
-    facts = StoreFacts(shared=True, payloads_left=left)
-    keys = getattr(store, "keys", None)
-    if keys is not None and cfg.store != "memory":
-        facts.keys_without_ttl = await _keys_without_ttl(store, namespace, names)
-    facts.results = await _read_results(store, records, cfg, secret)
-    return facts
-
-
-async def _keys_per_node(store: Store, namespace: str) -> dict[str, int]:
-    """How many of the run's keys each server holds (one entry unless on a cluster)."""
-    try:
-        return await store.keys_per_node()
-    except StoreUnavailable:
-        return {}
-
-
-async def _keys_without_ttl(store: Any, namespace: str, queues: list[str]) -> int:
-    live = {key for name in queues for key in store.keys(name).live_structures}
-    names = [k.decode() for k in await store.scan(f"{namespace}:*")]
-    candidates = [k for k in names if k not in live]
-    if not candidates:
-        return 0
-    async with store.client.pipeline(transaction=False) as pipe:
-        for k in candidates:
-            pipe.pttl(k)
-        ttls = await pipe.execute()
-    return sum(1 for t in ttls if t == -1)
-
-
-async def _read_results(
-    store: Store, records: list[dict[str, Any]], cfg: RunConfig, secret: str
-) -> dict[str, Any]:
-    from kew_plug.queue import Queue
-
-    names = queue_names(cfg.queues)
-    by_queue: dict[str, list[str]] = {name: [] for name in names}
-    for r in records:
-        if r["e"] == "sub":
-            # Ids are <namespace>-<i>, and task i went to queue i mod K.
-            by_queue[names[int(r["id"].rsplit("-", 1)[1]) % len(names)]].append(r["id"])
-    serializer = Queue(store, cfg.serializer, name=QUEUE, secret=secret).serializer
-    out: dict[str, Any] = {}
-    for name, ids in by_queue.items():
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            recs = await store.get_many(name, chunk)
-            for task_id, rec in zip(chunk, recs, strict=True):
-                if rec is not None and rec.result is not None:
-                    try:
-                        # Compared with ledger values, which went through JSON.
-                        out[task_id] = json.loads(json.dumps(serializer.loads(rec.result)))
-                    except KewError as e:
-                        out[task_id] = f"<unreadable result: {e}>"
-    return out

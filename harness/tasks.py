@@ -1,9 +1,13 @@
 """Task bodies the harness submits. Each computes a value from its arguments (so results can
 be checked) and writes its own ledger records. By default they are closures made at run time,
-so the function itself travels by value in the payload, as in the bug that started kew-plug."""
+so the function itself travels by value in the payload, as in the bug that started kew-plug.
+
+Every task also carries the run's payload marker among its arguments: a distinctive 8-byte
+pattern repeated, which the leftover scan looks for in every byte the store keeps."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import time
@@ -11,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.events import Ev
 from harness.ledger import LedgerWriter
 from harness.recording import GRANT, TRIPPED_MARKER
-from kew_plug.context import current_task
+from kew_plug.context import TaskContext, current_task
 
 LEDGER: LedgerWriter | None = None  # set by each child process at start
 OUTAGE_GRACE_S = 10.0
+MARKER_REPEATS = 20
 
 
 class PlannedFailure(RuntimeError):
@@ -40,6 +46,11 @@ class Plan:
     ms: float = 0.0  # how long the body takes
 
 
+def marker(pattern: bytes) -> bytes:
+    """The marker region a task carries: any 15 contiguous bytes of it hold `pattern`."""
+    return pattern * MARKER_REPEATS
+
+
 def expected(i: int, salt: int) -> int:
     return (i * 2654435761 + salt) % 2**31
 
@@ -56,16 +67,17 @@ def value_for(i: int, salt: int, plan: Plan) -> Any:
     return user_function(plan.fn)(i) if plan.fn else expected(i, salt)
 
 
-def execute(i: int, salt: int, plan: Plan) -> Any:
-    ctx = current_task()
-    ledger = LEDGER
+def _begin() -> tuple[TaskContext, LedgerWriter]:
+    ctx, ledger = current_task(), LEDGER
     if ctx is None or ledger is None:
         raise RuntimeError("harness task run outside a harness worker")
-    ledger.write("run", id=ctx.task_id, a=ctx.attempt, k=ctx.token, c=ctx.claimed_at)
-    if plan.ms:
-        time.sleep(plan.ms / 1000)  # in a thread for sync bodies; blocks the loop for async
+    ledger.write(Ev.RUN, id=ctx.task_id, a=ctx.attempt, k=ctx.token, c=ctx.claimed_at)
+    return ctx, ledger
+
+
+def _finish(ctx: TaskContext, ledger: LedgerWriter, i: int, salt: int, plan: Plan) -> Any:
     if ctx.attempt <= plan.fails:
-        ledger.write("err", id=ctx.task_id, a=ctx.attempt, k=ctx.token)
+        ledger.write(Ev.ERROR, id=ctx.task_id, a=ctx.attempt, k=ctx.token)
         raise PlannedFailure(f"planned failure {ctx.attempt} of {plan.fails}")
     if plan.down_until:
         now = time.time()
@@ -77,32 +89,48 @@ def execute(i: int, salt: int, plan: Plan) -> Any:
         )
         # With the breaker's decision that let this call start (none: no breaker report).
         grant = GRANT.get() or {}
-        ledger.write("call", id=ctx.task_id, k=ctx.token, ok=not down, **grant)
+        ledger.write(Ev.CALL, id=ctx.task_id, k=ctx.token, ok=not down, **grant)
         if down:
             raise DownstreamDown("downstream unavailable")
     value = value_for(i, salt, plan)
-    ledger.write("ok", id=ctx.task_id, a=ctx.attempt, k=ctx.token, v=value)
+    ledger.write(Ev.OK, id=ctx.task_id, a=ctx.attempt, k=ctx.token, v=value)
     return value
 
 
-def module_task(i: int, salt: int, plan: Plan) -> Any:
+def execute(i: int, salt: int, plan: Plan) -> Any:
+    """A sync body: runs in the worker's thread pool, so sleeping here blocks only it."""
+    ctx, ledger = _begin()
+    if plan.ms:
+        time.sleep(plan.ms / 1000)
+    return _finish(ctx, ledger, i, salt, plan)
+
+
+async def execute_async(i: int, salt: int, plan: Plan) -> Any:
+    """An async body: it awaits, so the worker's loop keeps renewing leases meanwhile."""
+    ctx, ledger = _begin()
+    if plan.ms:
+        await asyncio.sleep(plan.ms / 1000)
+    return _finish(ctx, ledger, i, salt, plan)
+
+
+def module_task(i: int, salt: int, plan: Plan, mark: bytes = b"") -> Any:
     return execute(i, salt, plan)
 
 
-async def module_task_async(i: int, salt: int, plan: Plan) -> Any:
-    return execute(i, salt, plan)
+async def module_task_async(i: int, salt: int, plan: Plan, mark: bytes = b"") -> Any:
+    return await execute_async(i, salt, plan)
 
 
 def closure_task(salt: int, plan: Plan, is_async: bool) -> Callable[..., Any]:
     """A function made now, capturing `salt` and `plan`: it can only travel by value."""
     if is_async:
 
-        async def async_body(i: int) -> Any:
-            return execute(i, salt, plan)
+        async def async_body(i: int, mark: bytes = b"") -> Any:
+            return await execute_async(i, salt, plan)
 
         return async_body
 
-    def body(i: int) -> Any:
+    def body(i: int, mark: bytes = b"") -> Any:
         return execute(i, salt, plan)
 
     return body

@@ -3,8 +3,10 @@ Factories take the run's server `url` and `namespace`, as `--store pkg.mod:facto
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
+from kew_plug.backends.memory import MemoryStore
 from kew_plug.backends.redis import RedisStore
 from kew_plug.backends.redis.keys import FIELD
 from kew_plug.models import (
@@ -14,6 +16,7 @@ from kew_plug.models import (
     NewTask,
     Outcome,
     OutcomeKind,
+    QueueStats,
     TaskState,
 )
 
@@ -93,3 +96,128 @@ def process_local(url: str, namespace: str) -> RedisStore:
 
 def dropping(url: str, namespace: str) -> RedisStore:
     return DroppingStore.from_url(url, namespace=namespace)
+
+
+class HiddenPayloadStore(RedisStore):
+    """Settles correctly, but first copies each task's payload into a side key (with a TTL
+    inside result_ttl), where its own payload_ids() never looks."""
+
+    async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
+        for o in outcomes:
+            fields = await self.client.hgetall(self.keys(queue).task(o.id))  # type: ignore[misc]
+            kept = {f: v for f, v in fields.items() if f.startswith(b"p") and f != b"pn"}
+            if kept:
+                side = f"{self.keys(queue).base}:kept:{o.id}"
+                await self.client.hset(side, mapping=kept)  # type: ignore[misc]
+                await self.client.pexpire(side, self.result_ttl_ms)
+        return await super().settle(queue, outcomes)
+
+
+class LongRecordStore(RedisStore):
+    """Keeps every finished record for 30 days instead of result_ttl."""
+
+    async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
+        applied = await super().settle(queue, outcomes)
+        for o in outcomes:
+            await self.client.expire(self.keys(queue).task(o.id), 30 * 86400)
+        return applied
+
+
+class PersistentRecordStore(RedisStore):
+    """Removes the TTL of every finished record: it never expires."""
+
+    async def settle(self, queue: str, outcomes: Sequence[Outcome]) -> list[bool]:
+        applied = await super().settle(queue, outcomes)
+        for o in outcomes:
+            await self.client.persist(self.keys(queue).task(o.id))
+        return applied
+
+
+class FifoStore(RedisStore):
+    """Ignores priority: every task is enqueued as priority 0, so claims go oldest first."""
+
+    async def enqueue(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None = None
+    ) -> EnqueueReport:
+        flat = [NewTask(i.id, i.payload, 0, i.delay_ms, i.max_attempts) for i in items]
+        return await super().enqueue(queue, flat, max_size)
+
+
+class NoRenewStore(RedisStore):
+    """renew() reports success without extending the lease of a task's first attempt, so
+    that attempt's lease runs out under a long task and the task is run again."""
+
+    async def renew(self, queue: str, claims: Sequence[Claim], lease_ms: int) -> list[bool]:
+        later = [c for c in claims if c.attempt > 1]
+        extended = iter(await super().renew(queue, later, lease_ms))
+        return [True if c.attempt == 1 else next(extended) for c in claims]
+
+
+class HidesRunningStore(RedisStore):
+    """stats() never counts running tasks: a harness that trusted it would end the run while
+    tasks still run, and report them lost."""
+
+    async def stats(self, queue: str) -> QueueStats:
+        s = await super().stats(queue)
+        return QueueStats(queued=s.queued, scheduled=s.scheduled, running=0, dead=s.dead)
+
+
+class WithholdingStore(RedisStore):
+    """Never hands out every 10th task: its claims are taken and left to expire, until
+    recover() dead-letters it by itself (no worker ever sees it fail)."""
+
+    async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
+        batch = await super().claim(queue, worker, limit, lease_ms)
+        kept = [c for c in batch.claims if int(c.id.rsplit("-", 1)[1]) % 10]
+        return dataclasses.replace(batch, claims=kept)
+
+
+def hidden_payload(url: str, namespace: str, result_ttl: float) -> RedisStore:
+    return HiddenPayloadStore.from_url(url, namespace=namespace, result_ttl=result_ttl)
+
+
+def long_record(url: str, namespace: str) -> RedisStore:
+    return LongRecordStore.from_url(url, namespace=namespace)
+
+
+def persistent_record(url: str, namespace: str) -> RedisStore:
+    return PersistentRecordStore.from_url(url, namespace=namespace)
+
+
+def fifo(url: str, namespace: str) -> RedisStore:
+    return FifoStore.from_url(url, namespace=namespace)
+
+
+def no_renew(url: str, namespace: str) -> RedisStore:
+    return NoRenewStore.from_url(url, namespace=namespace)
+
+
+def hides_running(url: str, namespace: str) -> RedisStore:
+    return HidesRunningStore.from_url(url, namespace=namespace)
+
+
+def withholding(url: str, namespace: str) -> RedisStore:
+    return WithholdingStore.from_url(url, namespace=namespace)
+
+
+def memory() -> MemoryStore:
+    """The README's plugin example: a factory that returns a MemoryStore."""
+    return MemoryStore()
+
+
+def unchanged(url: str, namespace: str, result_ttl: float, dead_ttl: float) -> RedisStore:
+    """The real store through the same factory path: it must pass every command above."""
+    return RedisStore.from_url(url, namespace=namespace, result_ttl=result_ttl, dead_ttl=dead_ttl)
+
+
+class CrashingStore(RedisStore):
+    """enqueue() raises an error no submitter handles: the child process dies of it."""
+
+    async def enqueue(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None = None
+    ) -> EnqueueReport:
+        raise RuntimeError("enqueue refused on purpose by CrashingStore")
+
+
+def crashing(url: str, namespace: str) -> RedisStore:
+    return CrashingStore.from_url(url, namespace=namespace)
