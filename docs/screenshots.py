@@ -1,7 +1,8 @@
-"""Makes the pictures the README shows: the dashboard over a live workload (two worker
-processes running slow tasks, some failing), in headless Chromium.
+"""Makes the pictures the README shows, in headless Chromium: the dashboard over a live
+workload (two worker processes running slow tasks, some failing), and the harness report of
+a run on real Redis with workers killed and paused.
 
-    python docs/screenshots.py          # writes docs/dashboard.png
+    python docs/screenshots.py          # writes docs/dashboard.png, docs/harness-report.png
 
 Needs redis-server, chromium and chromedriver (as the browser tests do)."""
 
@@ -103,6 +104,29 @@ def main() -> None:
             board.wait(30)
             workers.wait(60)
     print(f"wrote {HERE / 'dashboard.png'}")
+    harness_picture()
+
+
+def harness_picture() -> None:
+    """`python -m harness --store redis --faults kill=3,pause=2 --html …`, photographed."""
+    import harness
+
+    page = HERE / "harness-report.html"
+    report = harness.run(
+        store="redis", procs=4, tasks=2000, faults={"kill": 3, "pause": 2}, html=str(page),
+        progress=False, seed=3,
+    )  # fmt: skip
+    print("harness:", "OK" if report.ok else report.data["failures"])
+    driver = browser()
+    try:
+        driver.set_window_size(1400, 1150)  # type: ignore[attr-defined]
+        driver.get(page.as_uri())  # type: ignore[attr-defined]
+        time.sleep(2.0)  # Plotly draws after load
+        driver.save_screenshot(str(HERE / "harness-report.png"))  # type: ignore[attr-defined]
+    finally:
+        driver.quit()  # type: ignore[attr-defined]
+        page.unlink()
+    print(f"wrote {HERE / 'harness-report.png'}")
 
 
 if __name__ == "__main__":

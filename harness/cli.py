@@ -76,6 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
     )
     p.add_argument("--task-ms", type=float, default=None, help="task body ms (0; 2 with faults)")
     p.add_argument("--json", dest="json_path", default=None, help="write the report here")
+    p.add_argument("--html", default=None, help="write the run's picture (one HTML file) here")
     p.add_argument("--keep", action="store_true", help="keep ledgers and store keys")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     values = vars(p.parse_args(argv))

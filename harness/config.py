@@ -59,6 +59,7 @@ class RunConfig:
     dead_ttl: float = 1800.0
     batch: int = 200
     json_path: str | None = None
+    html: str | None = None  # write the run's picture (harness/html.py) to this path
     namespace: str | None = None
     keep: bool = False
     progress: bool = True

@@ -82,6 +82,16 @@ async def _store_says_done(store: Store, queues: list[str], open_ids: set[str]) 
         return False  # restarting or dropped: look again on the next tick
 
 
+async def _idle(store: Store, queues: list[str]) -> bool:
+    """The ledger says every task finished; the store must agree that nothing is pending.
+    A body writes `ok` before its worker settles: a worker killed in between leaves the
+    task running in the store, to be recovered and run again after its lease expires."""
+    try:
+        return sum([(await store.stats(name)).pending for name in queues]) == 0
+    except StoreUnavailable:
+        return False  # restarting or dropped: look again on the next tick
+
+
 async def watch(
     *,
     store: Store,
@@ -127,7 +137,7 @@ async def watch(
             last_change = now
         await injector.tick(progress.completed / max(1, tasks))
         all_in = submitters_done >= submitters
-        if all_in and not injector.busy and accepted <= finished:
+        if all_in and not injector.busy and accepted <= finished and await _idle(store, queues):
             return Watch(progress, True, False)
         quiet = all_in and now - last_change > quiet_s and not injector.paused
         if quiet and await _store_says_done(store, queues, accepted - finished):
@@ -136,7 +146,10 @@ async def watch(
             # Nothing more will come (tasks lost): faults whose turn never came are skipped,
             # so the run ends and reports what it lost instead of waiting for them.
             injector.abandon()
-        if any(p.exitcode not in (None, 0) and p.pid not in injector.killed for p in procs):
+        # A process the injector killed or stopped (SIGTERM) ended on purpose; how it ended
+        # is judged after the run (crashes.py).
+        ended_on_purpose = injector.killed | injector.stopped
+        if any(p.exitcode not in (None, 0) and p.pid not in ended_on_purpose for p in procs):
             return Watch(progress, False, False)  # reported as an abnormal exit
         if now > deadline:
             return Watch(progress, False, True)

@@ -93,7 +93,9 @@ class Injector:
                 continue
             if await self._fire(fault):
                 fault.fired = True
-            break  # at most one fault per tick, so they spread out
+                break  # at most one fault per tick, so they spread out
+            # It cannot fire yet (no process it may hit): the next may, so faults still land
+            # while tasks run instead of queueing behind this one until the work is done.
 
     async def _fire(self, fault: Fault) -> bool:
         if fault.kind in ("kill", "pause", "stop"):

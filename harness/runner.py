@@ -324,6 +324,10 @@ async def _run(
     data = report_data(cfg, wall, watched.progress.completed, verdict, injector.log, per_node)
     data["failures"] = failures
     data["ok"] = not failures and watched.drained
+    if cfg.html:
+        from harness.html import write
+
+        write(cfg.html, data, records)
     return Report(data, notes, str(workdir) if cfg.keep else None)
 
 

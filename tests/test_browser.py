@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -116,3 +117,26 @@ def test_dashboard_in_a_browser_shows_the_workload_and_requeues(
     assert message.text == "requeued boom"
     assert count("dead") == "0" and count("queued") == "4"
     assert asyncio.run(state_of(redis_url, namespace, "boom")) is TaskState.QUEUED
+
+
+def test_harness_report_in_a_browser_has_one_lane_per_process(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import harness
+
+    page = tmp_path / "report.html"
+    report = harness.run(procs=3, tasks=300, progress=False, html=str(page))
+    assert report.ok, report.data["failures"]
+    processes = {int(pid) for pid in report.data["per_process"]}
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline .ytick text")
+    )
+    ticks = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#timeline .ytick text")]
+    # Lane labels read "p<index> <role> (<pid>)"; the throughput axis's ticks are numbers.
+    lanes = [m.group(1) for t in ticks if (m := re.fullmatch(r"p\d+ [a-z+]* ?\((\d+)\)", t))]
+    assert len(lanes) == len(set(lanes)) >= 3  # one lane per process
+    assert processes <= {int(pid) for pid in lanes}
+    assert browser.find_element(By.TAG_NAME, "h1").text == "kew-plug harness: OK"
+    screenshot(browser, "harness-report.png")
