@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,9 +242,11 @@ tr.fail td { color: #b00020; font-weight: 600; }
 """
 
 
-def write(path: str | Path, data: Record, records: list[Record]) -> Path:
+def write(path: str | Path, data: Record, records: Sequence[Mapping[str, Any]]) -> Path:
     """Write the picture of one run: its report `data` and its ledger `records`."""
-    plot = figure(data, records).to_html(full_html=False, include_plotlyjs=True, div_id="timeline")
+    plot = figure(data, [dict(r) for r in records]).to_html(
+        full_html=False, include_plotlyjs=True, div_id="timeline"
+    )
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>kew-plug harness report</title><style>{STYLE}</style></head><body>"
