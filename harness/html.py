@@ -20,7 +20,9 @@ from plotly.subplots import make_subplots
 MAX_BARS = 20_000
 DONE, RETRIED, DEAD = "completed", "failed (retried)", "dead"
 AGAIN, CUT = "run again after a fault", "cut short (killed, stopped or lost)"
-COLOURS = {DONE: "#2e9e5b", RETRIED: "#f0a030", DEAD: "#d33c3c", AGAIN: "#8a5cd0", CUT: "#9aa0a6"}
+STALE = "finished late: settlement refused (lease lost)"
+COLOURS = {DONE: "#2e9e5b", RETRIED: "#f0a030", DEAD: "#d33c3c", AGAIN: "#8a5cd0"}
+COLOURS |= {STALE: "#b5651d", CUT: "#9aa0a6"}
 FAULT_COLOURS = {"kill": "#d33c3c", "pause": "#8a5cd0", "stop": "#1f77b4", "restart": "#444"}
 ID_PATTERN = re.compile(r"\b[\w.-]+-\d+\b")
 HOVER = "%{customdata}<br>%{base:.3f} s for %{x:.3f} s"
@@ -43,25 +45,28 @@ def lanes_of(records: list[Record]) -> dict[int, str]:
     return lanes
 
 
-def runs(records: list[Record], killed: set[int]) -> list[Record]:
+def runs(records: list[Record]) -> list[Record]:
     """One row per task run: its process, start, end, outcome and task id."""
     ends: dict[tuple[str, Any], tuple[float, str]] = {}
     for r in records:
         if r["e"] in ("ok", "err") and "id" in r:
             ends[(r["id"], r.get("k"))] = (r["t"], DONE if r["e"] == "ok" else RETRIED)
     dead = {r["id"] for r in records if r["e"] == "dead"}
+    stale = {(r["id"], r.get("k")) for r in records if r["e"] == "stale"}
     last_seen: dict[int, float] = defaultdict(float)
     for r in records:
         last_seen[r["p"]] = max(last_seen[r["p"]], r["t"])
-    ran_on: dict[str, list[int]] = defaultdict(list)
+    ended: dict[str, list[str]] = defaultdict(list)  # id -> outcomes of its earlier runs
     out = []
     for r in sorted((r for r in records if r["e"] == "run"), key=lambda r: r["t"]):
         end, outcome = ends.get((r["id"], r.get("k")), (last_seen[r["p"]], CUT))
         if outcome == RETRIED and r["id"] in dead:
             outcome = DEAD
-        if outcome == DONE and any(p in killed for p in ran_on[r["id"]]):
-            outcome = AGAIN
-        ran_on[r["id"]].append(r["p"])
+        if outcome == DONE and (r["id"], r.get("k")) in stale:
+            outcome = STALE
+        elif outcome == DONE and {CUT, STALE} & set(ended[r["id"]]):
+            outcome = AGAIN  # an earlier run was killed, paused past its lease or stopped
+        ended[r["id"]].append(outcome)
         end = max(end, r["t"] + 0.0005)  # a run too short to see still shows
         out.append({"pid": r["p"], "start": r["t"], "end": end, "outcome": outcome, "id": r["id"]})
     return out
@@ -125,6 +130,21 @@ def _binned(fig: go.Figure, rows: list[Record], lanes: dict[int, str], t0: float
     fig.add_trace(cells, row=1, col=1)
 
 
+def _reruns(fig: go.Figure, rows: list[Record], lanes: dict[int, str], t0: float) -> None:
+    """Runs after a fault are short bars: a marker each, so they can be seen."""
+    again = [r for r in rows if r["outcome"] == AGAIN]
+    if again:
+        points = go.Scatter(
+            x=[r["start"] - t0 for r in again],
+            y=[lanes[r["pid"]] for r in again],
+            text=[r["id"] for r in again],
+            mode="markers",
+            marker={"symbol": "diamond", "size": 8, "color": COLOURS[AGAIN]},
+            name=f"{AGAIN} ({len(again)})",
+        )
+        fig.add_trace(points, row=1, col=1)
+
+
 def _highlights(fig: go.Figure, data: Record, records: list[Record], rows: list[Record],
                 lanes: dict[int, str], t0: float) -> None:  # fmt: skip
     chosen = named_ids(data, {r["id"] for r in rows} | {r.get("id", "") for r in records})
@@ -180,9 +200,7 @@ def _throughput(fig: go.Figure, rows: list[Record], t0: float) -> None:
 def figure(data: Record, records: list[Record]) -> go.Figure:
     lanes = lanes_of(records)
     t0 = min((r["t"] for r in records), default=0.0)
-    faults = data.get("fault_log", [])
-    killed = {int(f["pid"]) for f in faults if f.get("kind") == "kill" and "pid" in f}
-    rows = runs(records, killed)
+    rows = runs(records)
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.05,
         subplot_titles=("task runs by process", "tasks completed per second"),
@@ -191,6 +209,7 @@ def figure(data: Record, records: list[Record]) -> go.Figure:
         _bars(fig, rows, lanes, t0)
     else:
         _binned(fig, rows, lanes, t0)
+    _reruns(fig, rows, lanes, t0)
     _highlights(fig, data, records, rows, lanes, t0)
     _faults(fig, data, t0)
     reset = float((data.get("breaker_report") or {}).get("reset_timeout", 0.3))

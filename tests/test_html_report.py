@@ -40,7 +40,7 @@ DATA = {
 
 def test_one_lane_per_process_and_every_outcome(tmp_path: Path) -> None:
     records = ledger()
-    rows = html.runs(records, killed={11})
+    rows = html.runs(records)
     assert len(rows) == 31
     again = [r["outcome"] for r in rows if r["id"] == "ns-3"]
     assert again == [html.CUT, html.AGAIN]  # killed mid-run on 11, run again on 22
