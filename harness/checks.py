@@ -84,6 +84,8 @@ class View:
             if (r["id"], r["k"]) not in stale:
                 self.ok[r["id"]].append(r)
         self.hook_dead = {r["id"]: r for r in self.by_event[Ev.DEAD]}
+        # Cancels another process saw acknowledged, with the time the acknowledgement came.
+        self.cancelled = {r["id"]: r["t"] for r in self.by_event[Ev.CANCEL] if r.get("ok")}
         failed = {(r["id"], r["k"]) for r in self.by_event[Ev.ERROR]}
         failed |= {(r["id"], r["k"]) for r in self.by_event[Ev.CALL] if not r["ok"]}
         self.failed_tokens = failed
@@ -109,7 +111,7 @@ class View:
 
 
 def check_lost(v: View) -> Finding:
-    lost = [i for i in v.submitted if i not in v.ok and i not in v.dead]
+    lost = [i for i in v.submitted if i not in v.ok and i not in v.dead and i not in v.cancelled]
     f = Finding({"lost": len(lost)})
     if lost:
         f.failures.append(f"lost: {len(lost)} tasks accepted by the store were never completed")
@@ -288,11 +290,48 @@ def check_scenario(v: View) -> Finding:
         return retry_check(v.submitted, v.runs, v.ok, v.failed_tokens, disrupted)
     if v.run.scenario == "deferred":
         return deferred_check(v.records, v.submitted, v.runs)
+    if v.run.scenario == "cancel":
+        return cancel_check(v)
     if v.run.scenario == "breaker":
         records = cast(list[dict[str, Any]], v.records)
         report, failures = breaker_timeline.analyse(records)
         return Finding(failures=failures, details={"breaker_report": report})
     return Finding()
+
+
+def cancel_check(v: View) -> Finding:
+    """No task completes once its cancel was acknowledged: the store holds no result for it
+    (read back after the run), and no run of it started after the acknowledgement. Cancels
+    that came too late (the task had finished) must leave the task completed as usual."""
+    acked = v.cancelled
+    completed_after = sorted(i for i in acked if i in v.store.results)
+    started_after = sorted(
+        i for i, t in acked.items() if any(r.get("c", r["t"]) > t for r in v.runs.get(i, []))
+    )
+    refused = [r["id"] for r in v.by_event[Ev.CANCEL] if not r.get("ok")]
+    running = sum(1 for r in v.by_event[Ev.CANCEL] if r.get("ok") and r.get("w") == "running")
+    f = Finding(
+        {
+            "cancel_acknowledged": len(acked),
+            "cancel_acknowledged_running": running,
+            "cancel_too_late": len(refused),
+            "completed_after_cancel": len(completed_after),
+            "claimed_after_cancel": len(started_after),
+        }
+    )
+    if completed_after:
+        f.failures.append(
+            f"cancel: {len(completed_after)} tasks completed after their cancel was "
+            f"acknowledged (e.g. {completed_after[0]})"
+        )
+    if started_after:
+        f.failures.append(
+            f"cancel: {len(started_after)} tasks were claimed after their cancel was "
+            f"acknowledged (e.g. {started_after[0]})"
+        )
+    if not acked:
+        f.failures.append("cancel: no cancel was acknowledged, so nothing was tested")
+    return f
 
 
 CHECKS: list[Callable[[View], Finding]] = [

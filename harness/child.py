@@ -16,7 +16,7 @@ from typing import Any
 
 from harness import tasks
 from harness.events import Ev
-from harness.ledger import LedgerWriter, read_all
+from harness.ledger import LedgerWriter, read_all, read_one
 from harness.policy import RETRY_POLICY
 from harness.recording import RecordingBreaker
 from kew_plug.errors import KewError, StoreUnavailable
@@ -29,6 +29,10 @@ from kew_plug.worker import Worker
 PACE_S = 3.0
 LONG_BODY_MAX_S = 4.0  # the long scenario's bodies last 2.5 s up to this
 IDLE_GAP_S = 0.15
+# The cancel scenario: task i with i % 10 == CANCEL_WAITING is deferred, one with
+# CANCEL_RUNNING runs long; another process cancels both kinds.
+CANCEL_WAITING, CANCEL_RUNNING = 3, 7
+CANCEL_DELAY_S, CANCEL_BODY_MS = 2.0, 1500.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class ChildSpec:
     start_at: float  # wall clock; the breaker scenario paces submissions from here
     marker: bytes = b""  # the run's 8-byte payload pattern (see tasks.marker)
     peers: int = 0  # processes planned at the start: submitters wait until all have started
+    cancels_of: int = 0  # the cancel scenario: whose targets this process cancels
     result_ttl: float = 3600.0  # what the harness asks the store to keep results for
     dead_ttl: float = 7200.0
 
@@ -145,6 +150,9 @@ def plan_for(spec: ChildSpec, i: int) -> tasks.Plan:
         return tasks.Plan(
             down_from=down_from, down_until=down_until, fn=spec.task_fn, ms=spec.task_ms
         )
+    if spec.scenario == "cancel" and i % 10 == CANCEL_RUNNING:
+        # Long enough to be running when another process cancels it.
+        return tasks.Plan(fn=spec.task_fn, ms=CANCEL_BODY_MS)
     if spec.scenario == "long":
         # Longer than the lease (2 s by default): only renewal keeps the claim.
         return tasks.Plan(fn=spec.task_fn, ms=2500 + i * 7919 % 1500)
@@ -152,6 +160,8 @@ def plan_for(spec: ChildSpec, i: int) -> tasks.Plan:
 
 
 def delay_for(spec: ChildSpec, i: int) -> float | None:
+    if spec.scenario == "cancel" and i % 10 == CANCEL_WAITING:
+        return CANCEL_DELAY_S  # still waiting when another process cancels it
     if spec.scenario == "deferred" and i % 2 == 0:
         return 0.1 + (i * 7919 % 400) / 1000  # 0.1 .. 0.5 s
     return None
@@ -303,6 +313,8 @@ async def child_async(spec: ChildSpec) -> None:
         if spec.submits:
             await wait_for_peers(spec)
             await submit_share(spec, queues, ledger)
+            if spec.scenario == "cancel":
+                await cancel_targets(spec, queues, ledger)
         await asyncio.gather(*jobs)
     finally:
         for q in queues:
@@ -310,6 +322,44 @@ async def child_async(spec: ChildSpec) -> None:
                 await q.breaker.aclose()
         await store.aclose()
         ledger.write(Ev.BYE)
+
+
+async def cancel_targets(spec: ChildSpec, queues: list[Queue], ledger: LedgerWriter) -> None:
+    """Cancel the targets another process submitted (the next submitter's share): the
+    deferred ones while they wait, the long ones once they are seen running (or after a
+    bounded wait). Each acknowledgement is recorded with the time it came back."""
+    folder = Path(spec.ledger_dir)
+    theirs = folder / f"p{spec.cancels_of}.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        mine = [r for r in read_one(theirs)] if theirs.exists() else []
+        if any(r["e"] == Ev.SUBMIT_DONE for r in mine):
+            break
+        await asyncio.sleep(0.02)
+    targets = {
+        r["id"]: int(r["id"].rsplit("-", 1)[1]) % 10
+        for r in read_one(theirs)
+        if r["e"] == Ev.SUBMITTED and int(r["id"].rsplit("-", 1)[1]) % 10 in (3, 7)
+    }
+
+    async def cancel(task_id: str) -> None:
+        queue = queues[int(task_id.rsplit("-", 1)[1]) % len(queues)]
+        acknowledged = await queue.cancel(task_id)
+        what = "running" if targets[task_id] == CANCEL_RUNNING else "waiting"
+        ledger.write(Ev.CANCEL, id=task_id, ok=acknowledged, w=what)
+
+    for task_id in sorted(i for i, kind in targets.items() if kind == CANCEL_WAITING):
+        await cancel(task_id)  # deferred: still waiting
+    pending = {i for i, kind in targets.items() if kind == CANCEL_RUNNING}
+    deadline = time.monotonic() + CANCEL_BODY_MS / 1000
+    while pending and time.monotonic() < deadline:
+        seen = {r["id"] for r in read_all(folder) if r["e"] == Ev.RUN} & pending
+        for task_id in sorted(seen):
+            await cancel(task_id)  # running now
+        pending -= seen
+        await asyncio.sleep(0.02)
+    for task_id in sorted(pending):
+        await cancel(task_id)  # never seen running: whatever state it is in
 
 
 async def after_every_peer_started(spec: ChildSpec, within: float = 60.0) -> ChildSpec:

@@ -41,6 +41,7 @@ class Settlements:
         self.ok: set[tuple[str, int]] = set()
         self.stale: set[tuple[str, int]] = set()
         self.dead: set[str] = set()
+        self.cancelled: set[str] = set()  # cancels another process saw acknowledged
 
     def add(self, r: Record) -> None:
         e = r["e"]
@@ -54,10 +55,12 @@ class Settlements:
             self.stale.add((r["id"], r["k"]))
         elif e == Ev.DEAD:
             self.dead.add(r["id"])
+        elif e == Ev.CANCEL and r.get("ok"):
+            self.cancelled.add(r["id"])
 
     def finished(self) -> set[str]:
         done = {i for i, (_, k) in self.latest.items() if (i, k) in self.ok - self.stale}
-        return done | self.dead
+        return done | self.dead | self.cancelled
 
 
 @dataclass

@@ -23,6 +23,8 @@ class Ev(StrEnum):
     PROBE = "probe"  # a half-open probe was granted here
     BREAKER_CONFIG = "bcfg"  # a breaker's options and clock domain (recording.py)
     BREAKER_DECISION = "bdec"  # a breaker decision on the breaker's own clock (recording.py)
+    CANCEL = "cancel"  # another process cancelled id: ok (acknowledged: it was not finished)
+    #                    w (waiting or running when cancelled, as planned), t after the ack
     STATS = "stats"  # the worker's own counters at its end
     BYE = "bye"  # the process is exiting normally
 

@@ -197,6 +197,7 @@ def _plan_children(run: _Run) -> list[ChildSpec]:
                 start_at=start_at,
                 marker=run.pattern,
                 peers=len(roles),
+                cancels_of=(k - submits + 1) % n_sub if submits else 0,
                 result_ttl=cfg.result_ttl,
                 dead_ttl=cfg.dead_ttl,
             )

@@ -33,7 +33,9 @@ async def store_facts(
     for name in queues:
         reported |= await store.payload_ids(name)
         facts.dead.update(await _dead(store, name))
+    # A cancelled task is finished too: its payload must be gone, its record bounded.
     completed = {r["id"] for r in records if r["e"] == Ev.OK}
+    completed |= {r["id"] for r in records if r["e"] == Ev.CANCEL and r.get("ok")}
     dead = set(facts.dead) | {r["id"] for r in records if r["e"] == Ev.DEAD}
     raw = await scan(url, namespace) if url is not None else None
     independent = raw is not None and bool(raw.keys)

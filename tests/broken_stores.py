@@ -10,6 +10,7 @@ from kew_plug.backends.memory import MemoryStore
 from kew_plug.backends.redis import RedisStore
 from kew_plug.backends.redis.keys import FIELD
 from kew_plug.models import (
+    CancelOutcome,
     Claim,
     ClaimBatch,
     EnqueueReport,
@@ -221,3 +222,19 @@ class CrashingStore(RedisStore):
 
 def crashing(url: str, namespace: str) -> RedisStore:
     return CrashingStore.from_url(url, namespace=namespace)
+
+
+class UnfencedCancelStore(RedisStore):
+    """Cancels waiting tasks, but reports a running task cancelled without fencing it off:
+    its worker renews and settles as if nothing happened, so it completes after the ack."""
+
+    async def cancel(self, queue: str, task_ids: Sequence[str]) -> list[CancelOutcome]:
+        records = await self.get_many(queue, task_ids)
+        running = {r.id for r in records if r is not None and r.state is TaskState.RUNNING}
+        waiting = [i for i in task_ids if i not in running]
+        done = dict(zip(waiting, await super().cancel(queue, waiting), strict=True))
+        return [CancelOutcome.CANCELLED_RUNNING if i in running else done[i] for i in task_ids]
+
+
+def unfenced_cancel(url: str, namespace: str) -> RedisStore:
+    return UnfencedCancelStore.from_url(url, namespace=namespace)

@@ -115,3 +115,10 @@ def test_a_crashed_child_shows_its_traceback_inline() -> None:
     crash = report.data["failures"][0]
     assert "Traceback (most recent call last)" in crash
     assert "RuntimeError: enqueue refused on purpose by CrashingStore" in crash
+
+
+def test_a_cancel_that_does_not_fence_a_running_task_fails_the_cancel_check() -> None:
+    report = caught_only_by("cancel", "unfenced_cancel", procs=3, tasks=150, scenario="cancel")
+    checks = report.data["checks"]
+    assert checks["completed_after_cancel"] >= 1
+    assert checks["completed_after_cancel"] <= checks["cancel_acknowledged_running"]
