@@ -5,6 +5,7 @@ can test them."""
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from harness.chance import cross_process_minimum
 from harness.checks_scenarios import deferred_check, retry_check
 from harness.config import DISRUPTIVE
 from harness.events import Ev, Record
+from harness.tasks import TICK_EVERY_S, TICK_NAME
 
 #: A restart, drop or failover explains a rerun whose first run was claimed up to this long
 #: before it (a claim or settlement in flight when the connection broke).
@@ -159,7 +161,9 @@ def check_reruns(v: View) -> Finding:
 
 def check_unexpected(v: View) -> Finding:
     intended = {r["id"] for r in v.by_event[Ev.INTENT]}
-    unexpected = [i for i in v.runs if i not in intended]
+    # Periodic ticks are nobody's intent: the cron check judges every one of them.
+    ticks = v.run.scenario == "cron"
+    unexpected = [i for i in v.runs if i not in intended and not (ticks and "@" in i)]
     f = Finding({"unexpected": len(unexpected)})
     if unexpected:
         f.failures.append(f"unexpected: {len(unexpected)} tasks ran that no submitter sent")
@@ -292,6 +296,8 @@ def check_scenario(v: View) -> Finding:
         return deferred_check(v.records, v.submitted, v.runs)
     if v.run.scenario == "cancel":
         return cancel_check(v)
+    if v.run.scenario == "cron":
+        return cron_check(v)
     if v.run.scenario == "breaker":
         records = cast(list[dict[str, Any]], v.records)
         report, failures = breaker_timeline.analyse(records)
@@ -331,6 +337,53 @@ def cancel_check(v: View) -> Finding:
         )
     if not acked:
         f.failures.append("cancel: no cancel was acknowledged, so nothing was tested")
+    return f
+
+
+def cron_check(v: View, every: float = TICK_EVERY_S) -> Finding:
+    """Every tick between the first and the last one run ran exactly once (whatever task
+    ids the store gave them: the tick is read from the id), none started before its time,
+    and each is a tick of the schedule. Lateness is reported."""
+    by_tick: dict[int, list[Record]] = defaultdict(list)
+    strays = []
+    for task_id, lst in v.runs.items():
+        name, at, rest = task_id.partition("@")
+        ms = rest.split("~")[0]
+        if not at or name != TICK_NAME or not ms.isdigit() or int(ms) % round(every * 1000):
+            strays.append(task_id)
+            continue
+        by_tick[int(ms)] += lst
+    f = Finding()
+    if not by_tick:
+        f.failures.append("cron: no tick ran")
+        return f
+    step = round(every * 1000)
+    expected = range(min(by_tick), max(by_tick) + 1, step)
+    missed = [t for t in expected if t not in by_tick]
+    # A tick's runs: its first run of each task, retries and redeliveries of one task
+    # being the rerun check's business; two tasks for one tick is a tick run twice.
+    twice = [t for t, runs in by_tick.items() if len({r["id"] for r in runs}) > 1]
+    early = [t for t, runs in by_tick.items() if min(r["t"] for r in runs) < t / 1000]
+    late = sorted(min(r["t"] for r in runs) - t / 1000 for t, runs in by_tick.items())
+    f.counts = {
+        "ticks": len(by_tick),
+        "ticks_missed": len(missed),
+        "ticks_twice": len(twice),
+        "ticks_early": len(early),
+        "ticks_stray": len(strays),
+    }
+    f.details = {
+        "tick_late_p50_ms": round(statistics.median(late) * 1000, 1),
+        "tick_late_max_ms": round(max(late) * 1000, 1),
+    }
+    for count, what in (
+        (missed, "ticks never ran"),
+        (twice, "ticks ran as more than one task"),
+        (early, "ticks started before their time"),
+        (strays, "runs were not ticks of the schedule"),
+    ):
+        if count:
+            f.failures.append(f"cron: {len(count)} {what} (e.g. {count[0]})")
     return f
 
 

@@ -261,6 +261,15 @@ async def submit_with_retry(q: Queue, specs: list[TaskSpec]) -> set[str]:
 
 
 async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
+    if spec.scenario == "cron":
+        # Every worker process registers the schedule; the store keeps one task per tick.
+        q.periodic(
+            tasks.tick_task,
+            every=tasks.TICK_EVERY_S,
+            name=tasks.TICK_NAME,
+            lookahead=tasks.TICK_LOOKAHEAD_S,
+        )
+
     def on_fail(ev: TaskEvent) -> None:
         if not ev.will_retry:
             ledger.write(Ev.DEAD, id=ev.task_id, a=ev.attempt, err=ev.error)
@@ -312,7 +321,10 @@ async def child_async(spec: ChildSpec) -> None:
             jobs = [asyncio.create_task(work(spec, q, ledger)) for q in queues]
         if spec.submits:
             await wait_for_peers(spec)
-            await submit_share(spec, queues, ledger)
+            if spec.scenario == "cron":
+                ledger.write(Ev.SUBMIT_DONE)  # the schedulers submit; --tasks counts ticks
+            else:
+                await submit_share(spec, queues, ledger)
             if spec.scenario == "cancel":
                 await cancel_targets(spec, queues, ledger)
         await asyncio.gather(*jobs)

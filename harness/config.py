@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field, replace
 
-SCENARIOS = ("basic", "retry", "deferred", "breaker", "long", "cancel")
+SCENARIOS = ("basic", "retry", "deferred", "breaker", "long", "cancel", "cron")
 ROLES = ("mixed", "split")
 TASK_KINDS = ("closure", "module")
 FAULT_KINDS = ("kill", "pause", "restart", "drop", "failover", "stop")

@@ -107,9 +107,11 @@ async def watch(
     injector: Injector,
     on_progress: Callable[[Progress], None] | None,
     longest_body: float = 0.0,
+    ticks: bool = False,
 ) -> Watch:
     """`longest_body` (s): a body writes nothing while it runs, so silence shorter than that
-    says nothing about whether the run is still going."""
+    says nothing about whether the run is still going. With `ticks` (the cron scenario)
+    nobody submits: the run is over once `tasks` distinct periodic ticks have finished."""
     quiet_s = max(QUIET_S, longest_body + 0.5)
     tail, progress = LedgerTail(ledger_dir), Progress()
     accepted: set[str] = set()
@@ -133,6 +135,8 @@ async def watch(
                 submitters_done += 1
         finished = book.finished()
         progress.submitted, progress.completed = len(accepted), len(finished & accepted)
+        if ticks:
+            progress.submitted = progress.completed = sum(1 for i in finished if "@" in i)
         if on_progress is not None:
             on_progress(progress)
         now = time.monotonic()
@@ -140,6 +144,8 @@ async def watch(
             last_change = now
         await injector.tick(progress.completed / max(1, tasks))
         all_in = submitters_done >= submitters
+        if ticks and progress.completed >= tasks and not injector.busy:
+            return Watch(progress, True, False)  # later ticks keep coming: not waited for
         if all_in and not injector.busy and accepted <= finished and await _idle(store, queues):
             return Watch(progress, True, False)
         quiet = all_in and now - last_change > quiet_s and not injector.paused

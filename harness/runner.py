@@ -283,6 +283,7 @@ async def _run(
             injector=injector,
             on_progress=on_progress,
             longest_body=LONG_BODY_MAX_S if cfg.scenario == "long" else cfg.body_ms / 1000,
+            ticks=cfg.scenario == "cron",
         )
     finally:
         injector.heal()

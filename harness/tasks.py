@@ -97,6 +97,17 @@ def _finish(ctx: TaskContext, ledger: LedgerWriter, i: int, salt: int, plan: Pla
     return value
 
 
+#: The cron scenario's schedule: every worker registers it, the store keeps one task per tick.
+TICK_NAME, TICK_EVERY_S, TICK_LOOKAHEAD_S = "harness-tick", 0.1, 0.5
+
+
+def tick_task() -> int:
+    """The cron scenario's periodic body: its id names its tick (`harness-tick@<ms>`)."""
+    ctx, ledger = _begin()
+    ledger.write(Ev.OK, id=ctx.task_id, a=ctx.attempt, k=ctx.token, v=0)
+    return 0
+
+
 def execute(i: int, salt: int, plan: Plan) -> Any:
     """A sync body: runs in the worker's thread pool, so sleeping here blocks only it."""
     ctx, ledger = _begin()

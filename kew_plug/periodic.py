@@ -47,6 +47,7 @@ class Periodic:
     priority: int = 0
     retries: int | None = None
     timeout: float | None = None
+    lookahead: float = LOOKAHEAD_S  # ticks are submitted this far ahead of their time
 
     def __post_init__(self) -> None:
         validate.name("periodic task name", self.name)
@@ -66,6 +67,7 @@ class Periodic:
             except CronSimError as e:
                 raise InvalidArgument(f"bad cron expression {self.cron!r}: {e}") from None
         validate.seconds("catch_up_window", self.catch_up_window)
+        validate.seconds("lookahead", self.lookahead, allow_zero=False)
 
     def ticks(self, after: datetime, until: datetime) -> Iterator[datetime]:
         """Tick times t with after < t <= until (aware datetimes, in UTC)."""
@@ -101,11 +103,12 @@ class Scheduler:
         queue: Queue,
         entries: Sequence[Periodic],
         *,
-        lookahead: float = LOOKAHEAD_S,
+        lookahead: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.queue = queue
         self.entries = list(entries)
+        # One lookahead for every entry (tests), else each entry's own.
         self.lookahead = lookahead
         self.clock = clock
         self._done_until: dict[str, datetime] = {}
@@ -118,7 +121,8 @@ class Scheduler:
         now = self.clock()
         specs, reached = [], {}
         for entry in self.entries:
-            until = now + timedelta(seconds=self.lookahead)
+            ahead = entry.lookahead if self.lookahead is None else self.lookahead
+            until = now + timedelta(seconds=ahead)
             start = self._done_until.get(entry.name)
             if start is None:
                 back = entry.catch_up_window if entry.catch_up else 0.0
@@ -151,11 +155,13 @@ class Scheduler:
         return stored
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Pass every lookahead/4 seconds until `stop` is set; store errors are retried."""
+        """Pass every quarter of the shortest lookahead until `stop` is set; store errors are
+        logged and the pass is tried again."""
+        ahead = self.lookahead or min((e.lookahead for e in self.entries), default=LOOKAHEAD_S)
         while not stop.is_set():
             try:
                 await self.pass_once()
             except KewError as e:
                 log.warning("periodic tasks of %r not submitted: %s", self.queue.name, e)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.lookahead / 4)
+                await asyncio.wait_for(stop.wait(), ahead / 4)

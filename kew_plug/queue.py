@@ -143,13 +143,15 @@ class Queue:
         priority: int = 0,
         retries: int | None = None,
         timeout: float | None = None,
+        lookahead: float = 60.0,
     ) -> Periodic:
         """Run `fn` on a schedule: `cron="*/5 * * * *"` in time zone `tz`, or `every=`
         seconds (ticks at multiples of it since the epoch). Every Worker of this queue
         submits the ticks; the store keeps one task per tick. `name` (default: the
         function's qualified name) must be the same in every process. With `catch_up`, a
         starting worker also submits the ticks of the last `catch_up_window` seconds that
-        nobody submitted; without it they are skipped."""
+        nobody submitted; without it they are skipped. Ticks are submitted `lookahead`
+        seconds ahead of their time."""
         from kew_plug.periodic import Periodic
 
         entry = Periodic(
@@ -165,6 +167,7 @@ class Queue:
             priority=priority,
             retries=retries,
             timeout=timeout,
+            lookahead=lookahead,
         )
         if any(e.name == entry.name for e in self.schedules):
             raise InvalidArgument(f"a periodic task named {entry.name!r} is already registered")

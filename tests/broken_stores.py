@@ -4,6 +4,7 @@ Factories take the run's server `url` and `namespace`, as `--store pkg.mod:facto
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Sequence
 
 from kew_plug.backends.memory import MemoryStore
@@ -238,3 +239,25 @@ class UnfencedCancelStore(RedisStore):
 
 def unfenced_cancel(url: str, namespace: str) -> RedisStore:
     return UnfencedCancelStore.from_url(url, namespace=namespace)
+
+
+class NoDedupStore(RedisStore):
+    """Stores a task whose id already exists under a fresh id, and reports it accepted: a
+    periodic tick submitted by every worker process then runs once per process."""
+
+    async def enqueue(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None = None
+    ) -> EnqueueReport:
+        report = await super().enqueue(queue, items, max_size)
+        again = [
+            dataclasses.replace(i, id=f"{i.id}~{uuid.uuid4().hex[:6]}")
+            for i in items
+            if i.id in report.duplicates
+        ]
+        if again:
+            await super().enqueue(queue, again, max_size)
+        return EnqueueReport([i.id for i in items], [])
+
+
+def no_dedup(url: str, namespace: str) -> RedisStore:
+    return NoDedupStore.from_url(url, namespace=namespace)

@@ -122,3 +122,8 @@ def test_a_cancel_that_does_not_fence_a_running_task_fails_the_cancel_check() ->
     checks = report.data["checks"]
     assert checks["completed_after_cancel"] >= 1
     assert checks["completed_after_cancel"] <= checks["cancel_acknowledged_running"]
+
+
+def test_a_store_that_does_not_dedup_runs_a_tick_once_per_process() -> None:
+    report = caught_only_by("cron", "no_dedup", procs=3, tasks=20, scenario="cron")
+    assert report.data["checks"]["ticks_twice"] >= 1
