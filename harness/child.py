@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from harness import tasks
+from harness.canceller import (
+    CANCEL_BODY_MS,
+    CANCEL_DELAY_S,
+    CANCEL_RUNNING,
+    CANCEL_WAITING,
+    cancel_targets,
+)
 from harness.events import Ev
-from harness.ledger import LedgerWriter, read_all, read_one
+from harness.ledger import LedgerWriter, read_all
 from harness.policy import RETRY_POLICY
 from harness.recording import RecordingBreaker
 from kew_plug.errors import KewError, StoreUnavailable
@@ -29,10 +36,6 @@ from kew_plug.worker import Worker
 PACE_S = 3.0
 LONG_BODY_MAX_S = 4.0  # the long scenario's bodies last 2.5 s up to this
 IDLE_GAP_S = 0.15
-# The cancel scenario: task i with i % 10 == CANCEL_WAITING is deferred, one with
-# CANCEL_RUNNING runs long; another process cancels both kinds.
-CANCEL_WAITING, CANCEL_RUNNING = 3, 7
-CANCEL_DELAY_S, CANCEL_BODY_MS = 2.0, 1500.0
 
 
 @dataclass(frozen=True)
@@ -334,44 +337,6 @@ async def child_async(spec: ChildSpec) -> None:
                 await q.breaker.aclose()
         await store.aclose()
         ledger.write(Ev.BYE)
-
-
-async def cancel_targets(spec: ChildSpec, queues: list[Queue], ledger: LedgerWriter) -> None:
-    """Cancel the targets another process submitted (the next submitter's share): the
-    deferred ones while they wait, the long ones once they are seen running (or after a
-    bounded wait). Each acknowledgement is recorded with the time it came back."""
-    folder = Path(spec.ledger_dir)
-    theirs = folder / f"p{spec.cancels_of}.jsonl"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        mine = [r for r in read_one(theirs)] if theirs.exists() else []
-        if any(r["e"] == Ev.SUBMIT_DONE for r in mine):
-            break
-        await asyncio.sleep(0.02)
-    targets = {
-        r["id"]: int(r["id"].rsplit("-", 1)[1]) % 10
-        for r in read_one(theirs)
-        if r["e"] == Ev.SUBMITTED and int(r["id"].rsplit("-", 1)[1]) % 10 in (3, 7)
-    }
-
-    async def cancel(task_id: str) -> None:
-        queue = queues[int(task_id.rsplit("-", 1)[1]) % len(queues)]
-        acknowledged = await queue.cancel(task_id)
-        what = "running" if targets[task_id] == CANCEL_RUNNING else "waiting"
-        ledger.write(Ev.CANCEL, id=task_id, ok=acknowledged, w=what)
-
-    for task_id in sorted(i for i, kind in targets.items() if kind == CANCEL_WAITING):
-        await cancel(task_id)  # deferred: still waiting
-    pending = {i for i, kind in targets.items() if kind == CANCEL_RUNNING}
-    deadline = time.monotonic() + CANCEL_BODY_MS / 1000
-    while pending and time.monotonic() < deadline:
-        seen = {r["id"] for r in read_all(folder) if r["e"] == Ev.RUN} & pending
-        for task_id in sorted(seen):
-            await cancel(task_id)  # running now
-        pending -= seen
-        await asyncio.sleep(0.02)
-    for task_id in sorted(pending):
-        await cancel(task_id)  # never seen running: whatever state it is in
 
 
 async def after_every_peer_started(spec: ChildSpec, within: float = 60.0) -> ChildSpec:

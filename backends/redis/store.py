@@ -4,8 +4,6 @@ queue under one hash tag. Works on redis-py's asyncio client and on fakeredis.""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -24,12 +22,12 @@ from kew_plug.backends.redis.cluster import (
     router_for,
 )
 from kew_plug.backends.redis.errors import describe_target, translated
+from kew_plug.backends.redis.inspection import RedisInspection, text
 from kew_plug.backends.redis.keys import (
     DEFAULT_NAMESPACE,
     FIELD,
     QueueKeys,
     payload_chunks,
-    worker_key,
 )
 from kew_plug.backends.redis.pipe import Pipe, PipeScript, Sender
 from kew_plug.backends.redis.replication import ReplicationShortfall, ReplicaWait
@@ -46,10 +44,8 @@ from kew_plug.models import (
     OutcomeKind,
     QueueStats,
     RecoverReport,
-    RunningTask,
     TaskRecord,
     TaskState,
-    WorkerInfo,
     clip_traceback,
 )
 
@@ -57,11 +53,7 @@ T = TypeVar("T")
 DAY = 86400.0
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-class RedisStore(Store):
+class RedisStore(RedisInspection, Store):
     networked = True
 
     def __init__(
@@ -255,7 +247,7 @@ class RedisStore(Store):
         keys = [k.ready, k.running, k.dead, k.wake, k.task_prefix, k.done_prefix]
         reply = await self._run("recover", keys, [self.dead_ttl_ms, self.backstop_ms], again=True)
         n = int(reply[0])
-        ids = [_text(x) for x in reply[1:]]
+        ids = [text(x) for x in reply[1:]]
         return RecoverReport(requeued=ids[:n], dead=ids[n:])
 
     async def cancel(self, queue: str, task_ids: Sequence[str]) -> list[CancelOutcome]:
@@ -284,7 +276,7 @@ class RedisStore(Store):
             )
             if got is None:
                 return
-            pending.discard(_text(got[0]))
+            pending.discard(text(got[0]))
 
     async def get(self, queue: str, task_id: str) -> TaskRecord | None:
         key = self.keys(queue).task(task_id)
@@ -306,7 +298,7 @@ class RedisStore(Store):
     async def dead_ids(self, queue: str, limit: int = 100) -> list[str]:
         key = self.keys(queue).dead
         ids: list[bytes] = await self._again(lambda: self.client.zrange(key, 0, limit - 1))  # type: ignore[arg-type,return-value]
-        return [_text(i) for i in ids]
+        return [text(i) for i in ids]
 
     async def requeue(self, queue: str, ids: Sequence[str]) -> list[bool]:
         if not ids:
@@ -320,40 +312,6 @@ class RedisStore(Store):
             return [key async for key in self.client.scan_iter(match=pattern, count=1000)]
 
         return await self._again(scan_all)
-
-    async def queues(self) -> list[str]:
-        """Names of this namespace's queues (every queue that has stored a task keeps a
-        counter key), found on every primary of a cluster."""
-        prefix = f"{self.namespace}:{{"
-        found = await self.scan(f"{self.namespace}:{{*}}:seq")
-        return sorted(_text(k)[len(prefix) : -len("}:seq")] for k in found)
-
-    async def keys_per_node(self) -> dict[str, int]:
-        return await self.count_keys_per_node(f"{self.namespace}:*")
-
-    async def count_keys_per_node(self, pattern: str) -> dict[str, int]:
-        """Keys matching `pattern` on each primary (host:port), to show how queues spread
-        over a cluster; a single server is one entry."""
-        if self._router is None:
-            return {self.target: len(await self.scan(pattern))}
-        cluster: Any = self.client
-
-        async def per_node() -> dict[str, int]:
-            counts: dict[str, int] = {}
-            for node in cluster.get_primaries():
-                n, cursor = 0, 0
-                while True:
-                    cursors, found = await cluster.scan(
-                        cursor, match=pattern, count=1000, target_nodes=node
-                    )
-                    n += len(found)
-                    cursor = cursors[node.name]
-                    if cursor == 0:
-                        break
-                counts[node.name] = n
-            return counts
-
-        return await self._again(per_node)
 
     async def _pipelined(self, command: str, keys: Sequence[str | bytes], *args: Any) -> list[Any]:
         """One command over many keys in one round trip (no transaction needed: reads)."""
@@ -374,7 +332,7 @@ class RedisStore(Store):
         rows = await self._pipelined("hmget", keys, FIELD.chunks, FIELD.state)
         held = [pn is not None and st != TaskState.DEAD.encode() for pn, st in rows]
         cut = len(k.task_prefix)
-        return {_text(key)[cut:] for key, has in zip(keys, held, strict=True) if has}
+        return {text(key)[cut:] for key, has in zip(keys, held, strict=True) if has}
 
     async def purge(self, queue: str) -> int:
         keys = await self.scan(self.keys(queue).pattern)
@@ -395,72 +353,6 @@ class RedisStore(Store):
         if self.closed:  # a closed client would quietly reconnect; refuse instead
             raise Closed(f"Redis store at {self.target}")
 
-    async def oldest_waiting_ms(self, queue: str) -> int | None:
-        k = self.keys(queue)
-
-        async def heads() -> list[Any]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zrange(k.ready, 0, 0)
-                pipe.zrange(k.due, 0, 0)
-                return await pipe.execute()
-
-        ids = [i for found in await self._again(heads) for i in found]
-        if not ids:
-            return None
-        times = await self._pipelined("hget", [k.task(_text(i)) for i in ids], "eq")
-        found = [int(t) for t in times if t is not None]
-        return min(found, default=None)
-
-    async def running(self, queue: str, limit: int = 100) -> list[RunningTask]:
-        k = self.keys(queue)
-        found: list[Any] = await self._again(
-            lambda: self.client.zrange(k.running, 0, limit - 1, withscores=True)
-        )
-        if not found:
-            return []
-        ids = [_text(task_id) for task_id, _ in found]
-        workers = await self._pipelined("hget", [k.task(i) for i in ids], FIELD.worker)
-        return [
-            RunningTask(i, int(score), None if w is None else _text(w))
-            for i, (_, score), w in zip(ids, found, workers, strict=True)
-        ]
-
-    async def lease_deadline_ms(self, queue: str, task_id: str) -> int | None:
-        score = await self._again(lambda: self.client.zscore(self.keys(queue).running, task_id))
-        return None if score is None else int(score)
-
-    async def died_at_ms(self, queue: str, task_ids: Sequence[str]) -> list[int | None]:
-        if not task_ids:
-            return []
-        dead = self.keys(queue).dead
-
-        async def scores() -> list[Any]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for task_id in task_ids:
-                    pipe.zscore(dead, task_id)
-                return await pipe.execute()
-
-        return [None if s is None else int(s) for s in await self._again(scores)]
-
-    async def beat(self, worker: WorkerInfo, ttl: float) -> None:
-        body = json.dumps(dataclasses.asdict(worker), separators=(",", ":"))
-        key = worker_key(self.namespace, worker.id)
-        await self._again(lambda: self.client.set(key, body, px=max(1, int(ttl * 1000))))
-
-    async def forget(self, worker_id: str) -> None:
-        key = worker_key(self.namespace, worker_id)
-        await self._again(lambda: self.client.delete(key))
-
-    async def workers(self) -> list[WorkerInfo]:
-        keys = await self.scan(worker_key(self.namespace, "*"))
-        if not keys:
-            return []
-        found = []
-        for body in await self._pipelined("get", keys):
-            if body is not None:  # expired between the scan and the read
-                found.append(WorkerInfo(**json.loads(body)))
-        return sorted(found, key=lambda w: w.id)
-
     async def aclose(self) -> None:
         """Close every connection; every later call raises `Closed`. Idempotent."""
         self.closed = True
@@ -474,9 +366,7 @@ class RedisStore(Store):
 
 def _claims(reply: list[Any]) -> list[Claim]:
     return [
-        Claim(
-            _text(reply[j]), int(reply[j + 1]), int(reply[j + 2]), int(reply[j + 3]), reply[j + 4]
-        )
+        Claim(text(reply[j]), int(reply[j + 1]), int(reply[j + 2]), int(reply[j + 3]), reply[j + 4])
         for j in range(3, len(reply), 5)
     ]
 
@@ -499,7 +389,7 @@ def _record(queue: str, task_id: str, h: dict[bytes, bytes]) -> TaskRecord | Non
     return TaskRecord(
         id=task_id,
         queue=queue,
-        state=TaskState(_text(state)),
+        state=TaskState(text(state)),
         priority=int(h.get(_B["priority"], 0)),
         attempts=int(h.get(_B["attempts"], 0)),
         max_attempts=int(h.get(_B["max_attempts"], 1)),
@@ -509,5 +399,5 @@ def _record(queue: str, task_id: str, h: dict[bytes, bytes]) -> TaskRecord | Non
         error=None if error is None else error.decode("utf-8", "replace"),
         has_payload=_B["chunks"] in h and state != TaskState.DEAD.encode(),
         traceback=None if trace is None else trace.decode("utf-8", "replace"),
-        worker=_text(h[_B["worker"]]) if _B["worker"] in h else None,
+        worker=text(h[_B["worker"]]) if _B["worker"] in h else None,
     )
