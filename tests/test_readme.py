@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -62,3 +63,18 @@ def test_quick_start_installs_what_the_harness_imports() -> None:
     )
     for needed in ("multiprocess", "rich", "fakeredis[lua]", "cloudpickle", "redis"):
         assert needed in installed, f"the Quick start does not install {needed}"
+
+
+def test_the_harness_without_its_extra_names_it(tmp_path: Path) -> None:
+    """`python -m harness` where multiprocess cannot be imported: one line naming the extra."""
+    (tmp_path / "multiprocess.py").write_text("raise ImportError('no', name='multiprocess')\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "harness"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert out.returncode != 0
+    assert "pip install 'kew-plug[harness]'" in out.stderr, out.stderr
