@@ -5,7 +5,7 @@ try:
 except ImportError as e:
     from kew_plug.extras import missing_extra
 
-    hint = missing_extra(e)
+    hint = missing_extra(e, "harness")
     if hint is None:
         raise
     sys.exit(f"python -m harness: {hint}")

@@ -17,10 +17,12 @@ EXTRAS: dict[str, str] = {
 }
 
 
-def missing_extra(error: ImportError) -> str | None:
-    """'install it with ...' for an optional dependency that failed to import, else None."""
+def missing_extra(error: ImportError, extra: str | None = None) -> str | None:
+    """'install it with ...' for an optional dependency that failed to import, else None.
+    `extra` names the extra to install instead of the one that brings the dependency (the
+    harness needs several; its own extra brings them all)."""
     top = (error.name or "").partition(".")[0]
-    extra = EXTRAS.get(top)
-    if extra is None:
+    if top not in EXTRAS:
         return None
+    extra = extra or EXTRAS[top]
     return f"{top} is not installed; install it with: pip install 'kew-plug[{extra}]'"
