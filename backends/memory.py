@@ -25,6 +25,7 @@ from kew_plug.models import (
     QueueStats,
     RecoverReport,
     RunningTask,
+    StoredEntry,
     TaskRecord,
     TaskState,
     WorkerInfo,
@@ -370,6 +371,23 @@ class MemoryStore(Store):
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(q.finished.wait(), left)
+
+    async def contents(self) -> list[StoredEntry]:
+        now, out = self._now(), []
+        for name, q in self._queues.items():
+            for task_id in list(q.tasks):
+                t = self._live(q, task_id, now)
+                if t is None:
+                    continue
+                held = (t.payload, t.dead_payload, t.result, (t.error or "").encode())
+                ttl = -1 if t.expires_ms is None else max(0, t.expires_ms - now)
+                data = b"\x00".join(b for b in held if b)
+                out.append(StoredEntry(f"{name}:task:{task_id}", data, ttl))
+            for kind, ids in (("ready", [i for _, i in q.ready]), ("due", list(q.due)),
+                              ("running", list(q.running)), ("dead", list(q.dead))):  # fmt: skip
+                if ids:
+                    out.append(StoredEntry(f"{name}:{kind}", " ".join(ids).encode(), -1))
+        return out
 
     async def queues(self) -> list[str]:
         return sorted(name for name, q in self._queues.items() if q.tasks)

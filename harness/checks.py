@@ -36,6 +36,7 @@ class StoreFacts:
     results: dict[str, Any] = field(default_factory=dict)  # id -> value read back
     dead: dict[str, str] = field(default_factory=dict)  # id -> reason, from the dead set
     independent: dict[str, bool] = field(default_factory=dict)
+    judged_from: str = "the raw server"  # or the store's own contents, or its payload_ids
 
 
 @dataclass
@@ -201,7 +202,7 @@ def check_leftovers(v: View) -> Finding:
             "keys_without_ttl": s.keys_without_ttl,
             "ttl_too_long": s.ttl_too_long,
         },
-        details={"independent": dict(s.independent)},
+        details={"independent": dict(s.independent), "leftovers_judged_from": s.judged_from},
     )
     for name, count, what in (
         ("payloads_left", s.payloads_left, "payloads still in the store"),

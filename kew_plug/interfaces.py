@@ -24,6 +24,7 @@ from kew_plug.models import (
     QueueStats,
     RecoverReport,
     RunningTask,
+    StoredEntry,
     TaskRecord,
     WorkerInfo,
 )
@@ -197,6 +198,13 @@ class Store(_AsyncClosing, ABC):
     async def workers(self) -> list[WorkerInfo]:
         """Workers whose heartbeat has not expired."""
         return []
+
+    async def contents(self) -> list[StoredEntry] | None:
+        """Everything this store holds, entry by entry: what the harness judges for leftover
+        payloads and lifetimes when it cannot read the store's server itself (a store not on
+        Redis). The harness reports such checks as relying on the store's own report. None:
+        the store cannot tell."""
+        return None
 
     async def keys_per_node(self) -> dict[str, int]:
         """How many keys of this store's namespace each server node holds (host:port), to

@@ -138,6 +138,17 @@ class TaskRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One thing a store holds, as `Store.contents` reports it: a name (holding the task
+    id when the entry belongs to a task), every byte stored under it, and its time left to
+    live in ms (-1: none)."""
+
+    name: str
+    data: bytes
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunningTask:
     """A running task as inspection sees it: its lease deadline (epoch ms, store clock) and
     the worker holding it."""

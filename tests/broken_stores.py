@@ -261,3 +261,15 @@ class NoDedupStore(RedisStore):
 
 def no_dedup(url: str, namespace: str) -> RedisStore:
     return NoDedupStore.from_url(url, namespace=namespace)
+
+
+def elsewhere(url: str, namespace: str) -> RedisStore:
+    """A store the harness cannot read on its own (its keys are not under the run's
+    namespace): the leftover checks judge its `contents()` instead."""
+    return RedisStore.from_url(url, namespace=f"x{namespace}")
+
+
+def elsewhere_hidden(url: str, namespace: str, result_ttl: float) -> RedisStore:
+    """`hidden_payload` where the harness cannot read the keys itself: its own contents
+    still show the payload bytes it kept, which its payload_ids() never reports."""
+    return HiddenPayloadStore.from_url(url, namespace=f"x{namespace}", result_ttl=result_ttl)

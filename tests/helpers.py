@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from harness.contract import eventually
 from kew_plug import Queue, RetryPolicy, Worker
+
+__all__ = ["COUNTS", "NOTES", "bump", "eventually", "fast", "harness_cli", "note"]
 
 T = TypeVar("T")
 
@@ -35,20 +35,6 @@ def fast(queue: Queue, **options: Any) -> Worker:
     options.setdefault("wait_timeout", 0.1)
     options.setdefault("lease", 5.0)
     return Worker(queue, **options)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], within: float = 5.0
-) -> T:
-    """Poll `probe` until `accept(value)`; fail with the last value after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s; last value: {value!r}")
-        await asyncio.sleep(0.005)
 
 
 def harness_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

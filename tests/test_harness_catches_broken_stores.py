@@ -127,3 +127,12 @@ def test_a_cancel_that_does_not_fence_a_running_task_fails_the_cancel_check() ->
 def test_a_store_that_does_not_dedup_runs_a_tick_once_per_process() -> None:
     report = caught_only_by("cron", "no_dedup", procs=3, tasks=20, scenario="cron")
     assert report.data["checks"]["ticks_twice"] >= 1
+
+
+def test_a_store_off_the_harness_server_is_judged_by_its_contents() -> None:
+    report = run_store("elsewhere")
+    assert report.ok, report.data["failures"]
+    assert report.data["leftovers_judged_from"] == "the store's own contents"
+    assert not any(report.data["independent"][k] for k in ("payloads_left", "ttl_too_long"))
+    leaky = run_store("elsewhere_hidden")
+    assert failed_checks(leaky) == {"payloads_left"}, leaky.data["failures"]

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from kew_plug.backends.redis.keys import FIELD, QueueKeys, worker_key
-from kew_plug.models import RunningTask, WorkerInfo
+from kew_plug.models import RunningTask, StoredEntry, WorkerInfo
 
 T = TypeVar("T")
 
@@ -140,3 +140,33 @@ class RedisInspection:
             if body is not None:  # expired between the scan and the read
                 found.append(WorkerInfo(**json.loads(body)))
         return sorted(found, key=lambda w: w.id)
+
+    async def contents(self) -> list[StoredEntry]:
+        """Every key of this store's namespace, read by type (on every primary of a
+        cluster); keys that expire meanwhile are left out."""
+        out = []
+        for name in await self.scan(f"{self.namespace}:*"):
+            entry = await self._again(lambda name=name: _entry(self.client, name))  # type: ignore[misc]
+            if entry is not None:
+                out.append(entry)
+        return out
+
+
+async def _entry(client: Any, name: bytes) -> StoredEntry | None:
+    kind = text(await client.type(name))
+    ttl = int(await client.pttl(name))
+    if kind == "none" or ttl == -2:
+        return None
+    parts: list[bytes] = []
+    if kind == "string":
+        parts.append(await client.get(name) or b"")
+    elif kind == "hash":
+        for field, value in (await client.hgetall(name)).items():
+            parts += [field, value]
+    elif kind == "list":
+        parts += await client.lrange(name, 0, -1)
+    elif kind == "zset":
+        parts += await client.zrange(name, 0, -1)
+    elif kind == "set":
+        parts += list(await client.smembers(name))
+    return StoredEntry(text(name), b"\x00|\x00".join(parts), ttl)
