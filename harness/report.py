@@ -1,5 +1,5 @@
 """Rendering: a live progress bar, then one table of every check, per-process counts and
-throughput. The JSON report has the fixed keys DESIGN.md names."""
+throughput. The JSON report has fixed keys (README, "The harness") that scripts may read."""
 
 from __future__ import annotations
 
