@@ -1,5 +1,6 @@
 """The three swappable parts: Store (where tasks live), Serializer (objects to bytes) and
-Breaker (holding off a failing downstream). Method names are fixed, so that third-party parts can rely on them."""
+Breaker (holding off a failing downstream). Method names are fixed, so that third-party
+parts can rely on them."""
 
 from __future__ import annotations
 
