@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -55,23 +56,35 @@ def ledger(tmp_path: Path) -> Path:
     return tmp_path / "runs.jsonl"
 
 
-def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "kew_plug", "worker", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, so a failed test can stop it whole
-    )
+class Command:
+    """`kew-plug worker` as a real process. Its output goes to a file, not a pipe: a pipe
+    nobody reads fills up, and one held open by a leftover helper never reaches EOF."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log = log
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kew_plug", "worker", *args],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a failed test stops it whole
+            )
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop_group(self) -> None:
+        """SIGKILL whatever is left of the command's process group (led by its pid)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
 
 
-def stop_group(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL the command and its worker processes (one process group, led by its pid)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+def start_worker(env: dict[str, str], ledger: Path, *args: str) -> Command:
+    return Command(env, ledger.with_name("worker.log"), *args)
 
 
 def wait_for(probe: Any, within: float, what: str) -> Any:
@@ -125,7 +138,7 @@ def test_worker_command_survives_a_killed_child_and_stops_on_sigterm(
     redis_url: str, namespace: str, ledger: Path
 ) -> None:
     env = env_for(redis_url, namespace, ledger)
-    proc = start_worker(env, "tests.cli_app:queue", "--processes", "2", "--lease", "2")
+    cmd = start_worker(env, ledger, "tests.cli_app:queue", "--processes", "2", "--lease", "2")
     try:
         first = wait_for(lambda: (p := live_pids(env)) and len(p) == 2 and p, 30, "2 workers")
         submit(env, SUBMIT_1000)
@@ -145,11 +158,12 @@ def test_worker_command_survives_a_killed_child_and_stops_on_sigterm(
                 await q.aclose()
 
         wait_for(lambda: asyncio.run(unfinished()) == 0, 90, "every task finished")
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        cmd.proc.send_signal(signal.SIGTERM)
+        code = cmd.proc.wait(timeout=30)
     finally:
-        stop_group(proc)
-    assert proc.returncode == 0, out
+        cmd.stop_group()
+    out = cmd.output
+    assert code == 0, out
     assert f"(pid {victim}) exited with -9" in out
 
     async def results() -> list[Any]:
@@ -251,7 +265,7 @@ asyncio.run(main())
 """,
     )
     port = free_port()
-    proc = start_worker(env, "tests.cli_app:queue", "--metrics-port", str(port))
+    cmd = start_worker(env, ledger, "tests.cli_app:queue", "--metrics-port", str(port))
     q = '{event="%s",queue="jobs"}'
     try:
         seen = wait_for(
@@ -263,11 +277,12 @@ asyncio.run(main())
             30,
             "metrics for 10 tasks",
         )
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        cmd.proc.send_signal(signal.SIGTERM)
+        code = cmd.proc.wait(timeout=30)
     finally:
-        stop_group(proc)
-    assert proc.returncode == 0, out
+        cmd.stop_group()
+    out = cmd.output
+    assert code == 0, out
     assert seen[f"kew_plug_tasks_total{q % 'claimed'}"] == 10
     assert seen[f"kew_plug_tasks_total{q % 'retried'}"] == 0
     assert seen['kew_plug_task_duration_seconds_count{queue="jobs"}'] == 10
@@ -329,24 +344,26 @@ def test_a_crash_looping_worker_is_restarted_with_growing_pauses(
     redis_url: str, namespace: str, ledger: Path
 ) -> None:
     env = env_for(redis_url, namespace, ledger)
-    proc = start_worker(env, "tests.cli_app:crashing_queue")
-    lines: list[str] = []
+    cmd = start_worker(env, ledger, "tests.cli_app:crashing_queue")
     try:
-        assert proc.stdout is not None
-        while sum("restarting in" in line for line in lines) < 3:
-            line = proc.stdout.readline()
-            assert line, "the supervisor exited"
-            lines.append(line)
-        proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=30)
+        wait_for(
+            lambda: cmd.output.count("restarting in") >= 3 or cmd.proc.poll() is not None,
+            60,
+            "three restarts",
+        )
+        assert cmd.proc.poll() is None, cmd.output
+        cmd.proc.send_signal(signal.SIGTERM)
+        code = cmd.proc.wait(timeout=30)
     finally:
-        stop_group(proc)
+        cmd.stop_group()
+    rest = cmd.output
+    lines = rest.splitlines()
     pauses = [
         float(x.split("restarting in ")[1].split(" s")[0]) for x in lines if "restarting" in x
     ]
     assert pauses[:3] == [0.5, 1.0, 2.0]
     assert all("exited with 3" in x for x in lines if "restarting" in x)
-    assert proc.returncode == 0, rest
+    assert code == 0, rest
 
 
 def test_queue_from_url_and_env_build_the_same_queue(redis_url: str, namespace: str) -> None:
@@ -367,7 +384,7 @@ def test_queue_from_url_and_env_build_the_same_queue(redis_url: str, namespace: 
 
 def test_a_second_signal_stops_at_once(redis_url: str, namespace: str, ledger: Path) -> None:
     env = env_for(redis_url, namespace, ledger)
-    proc = start_worker(env, "tests.cli_app:queue", "--shutdown-timeout", "60")
+    cmd = start_worker(env, ledger, "tests.cli_app:queue", "--shutdown-timeout", "60")
     try:
         submit(
             env,
@@ -377,13 +394,13 @@ def test_a_second_signal_stops_at_once(redis_url: str, namespace: str, ledger: P
             "asyncio.run(main())",
         )
         wait_for(lambda: runs(ledger), 30, "the hanging task to start")
-        proc.send_signal(signal.SIGTERM)  # graceful: would wait up to 60 s for the task
-        assert proc.stdout is not None
-        while "stopping 1 worker processes" not in proc.stdout.readline():
-            assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
+        cmd.proc.send_signal(signal.SIGTERM)  # graceful: would wait up to 60 s for the task
+        wait_for(lambda: "stopping 1 worker processes" in cmd.output, 30, "the first stop")
+        cmd.proc.send_signal(signal.SIGTERM)
+        # The command itself must end at once; helpers still holding its pipe do not count.
+        code = cmd.proc.wait(timeout=15)
     finally:
-        stop_group(proc)
-    assert proc.returncode == 1, out
+        cmd.stop_group()
+    out = cmd.output
+    assert code == 1, out
     assert "second signal: killing 1 worker processes" in out
