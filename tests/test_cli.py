@@ -76,6 +76,11 @@ class Command:
     def output(self) -> str:
         return self.log.read_text()
 
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM the command and wait for it (the command itself, not its helpers)."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
     def stop_group(self) -> None:
         """SIGKILL whatever is left of the command's process group (led by its pid)."""
         with contextlib.suppress(ProcessLookupError):
@@ -158,8 +163,7 @@ def test_worker_command_survives_a_killed_child_and_stops_on_sigterm(
                 await q.aclose()
 
         wait_for(lambda: asyncio.run(unfinished()) == 0, 90, "every task finished")
-        cmd.proc.send_signal(signal.SIGTERM)
-        code = cmd.proc.wait(timeout=30)
+        code = cmd.terminate()
     finally:
         cmd.stop_group()
     out = cmd.output
@@ -277,8 +281,7 @@ asyncio.run(main())
             30,
             "metrics for 10 tasks",
         )
-        cmd.proc.send_signal(signal.SIGTERM)
-        code = cmd.proc.wait(timeout=30)
+        code = cmd.terminate()
     finally:
         cmd.stop_group()
     out = cmd.output
@@ -352,8 +355,7 @@ def test_a_crash_looping_worker_is_restarted_with_growing_pauses(
             "three restarts",
         )
         assert cmd.proc.poll() is None, cmd.output
-        cmd.proc.send_signal(signal.SIGTERM)
-        code = cmd.proc.wait(timeout=30)
+        code = cmd.terminate()
     finally:
         cmd.stop_group()
     rest = cmd.output
@@ -396,9 +398,7 @@ def test_a_second_signal_stops_at_once(redis_url: str, namespace: str, ledger: P
         wait_for(lambda: runs(ledger), 30, "the hanging task to start")
         cmd.proc.send_signal(signal.SIGTERM)  # graceful: would wait up to 60 s for the task
         wait_for(lambda: "stopping 1 worker processes" in cmd.output, 30, "the first stop")
-        cmd.proc.send_signal(signal.SIGTERM)
-        # The command itself must end at once; helpers still holding its pipe do not count.
-        code = cmd.proc.wait(timeout=15)
+        code = cmd.terminate(timeout=15)  # the second signal: the command ends at once
     finally:
         cmd.stop_group()
     out = cmd.output
