@@ -5,6 +5,7 @@ and an idle worker settles at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -16,6 +17,9 @@ from kew_plug.models import Outcome, OutcomeKind
 from kew_plug.stats import WorkerStats
 
 log = logging.getLogger("kew_plug.worker")
+
+# While stopping, a failed settlement is retried this often (s) until the grace runs out.
+CLOSING_RETRY_S = 0.1
 
 
 class Outbox:
@@ -35,6 +39,7 @@ class Outbox:
         self._pending: list[Outcome] = []
         self._in_flight: set[str] = set()
         self._event = asyncio.Event()
+        self._closed = asyncio.Event()
         self._closing = False
         self._stopped = False
 
@@ -66,7 +71,15 @@ class Outbox:
             except Exception as e:  # a store failure must never kill the worker loop
                 self.stats.store_errors += 1
                 self._pending[:0] = batch
-                await asyncio.sleep(backoff.failed(e))
+                delay = backoff.failed(e)
+                if self._closing:
+                    # Stopping: what is left must be confirmed within the shutdown grace, and
+                    # the store may be back any moment; a result we fail to confirm makes the
+                    # task run again once its lease runs out.
+                    delay = min(delay, CLOSING_RETRY_S)
+                # close() cuts the pause short: retry at once rather than sleep out the grace.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), delay)
                 continue
             finally:
                 self._in_flight = set()
@@ -84,6 +97,7 @@ class Outbox:
         """Settle what is left, then return."""
         self._closing = True
         self._event.set()
+        self._closed.set()
 
     def stop(self) -> None:
         self._stopped = True
