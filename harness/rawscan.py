@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis import exceptions as rex
 
 CLUSTER_SCHEME = "redis+cluster://"
 
@@ -41,21 +42,39 @@ def _primaries(url: str) -> list[str]:
     return [prefix + h for h in hosts if h]
 
 
-async def _cluster_primaries(seed_url: str) -> list[str]:
-    """Ask a seed node for the current primaries (a failover may have moved them)."""
-    client: Any = aioredis.Redis.from_url(seed_url)
-    try:
-        slots = await client.execute_command("CLUSTER", "SLOTS")
-    finally:
-        await client.aclose()
-    parsed = urlsplit(seed_url)
+async def _cluster_primaries(seeds: list[str]) -> list[str]:
+    """The current primaries. Every seed is asked for the slot map and every node it names
+    is asked its role: right after a failover, a node's view can be stale, and a former
+    primary that rejoined as a replica still serves its old data until it has resynced.
+    Only nodes that say they are primaries now are scanned."""
+    parsed = urlsplit(seeds[0])
     auth = parsed.netloc.rpartition("@")[0]
     prefix = f"redis://{auth}@" if auth else "redis://"
-    found = set()
-    for entry in slots:
-        host, port = entry[2][0], entry[2][1]
-        found.add(f"{prefix}{host.decode() if isinstance(host, bytes) else host}:{port}")
-    return sorted(found)
+    named: set[str] = set()
+    for seed in seeds:
+        try:
+            for entry in await _ask(seed, "CLUSTER", "SLOTS"):
+                host, port = entry[2][0], entry[2][1]
+                named.add(f"{prefix}{host.decode() if isinstance(host, bytes) else host}:{port}")
+        except (OSError, rex.ConnectionError):
+            continue  # a seed that is down names nothing
+    primaries = []
+    for node in sorted(named):
+        try:
+            role = await _ask(node, "ROLE")
+        except (OSError, rex.ConnectionError):
+            continue
+        if role[0] in (b"master", "master"):
+            primaries.append(node)
+    return primaries or sorted(named)
+
+
+async def _ask(url: str, *command: str) -> Any:
+    client: Any = aioredis.Redis.from_url(url)
+    try:
+        return await client.execute_command(*command)
+    finally:
+        await client.aclose()
 
 
 async def _read(redis: aioredis.Redis, name: bytes) -> RawKey | None:
@@ -88,7 +107,7 @@ async def scan(url: str, namespace: str) -> RawScan:
     """Every key of `namespace` on the server (or on every primary) behind `url`."""
     nodes = _primaries(url)
     if url.startswith(CLUSTER_SCHEME):
-        nodes = await _cluster_primaries(nodes[0])
+        nodes = await _cluster_primaries(nodes)
     out = RawScan(nodes=len(nodes))
     for node in nodes:
         client = aioredis.Redis.from_url(node, decode_responses=False)

@@ -339,20 +339,24 @@ async def test_running_tasks_show_their_deadline_and_worker(store: Store, queue_
     assert record is not None and record.worker == "worker-a"
 
 
+HELD = "held-task"
+
+
 @store_test
 async def test_contents_show_payloads_until_they_are_gone(store: Store, queue_name: str) -> None:
     """`contents()` is optional (None: the store cannot tell); when given it is complete."""
     if await store.contents() is None:
         pytest.skip("the store does not report its contents")
+    # Not hex, so it cannot turn up by chance in a random namespace or queue name.
     marker = b"contents-" + queue_name.encode() * 3
-    await store.enqueue(queue_name, [NewTask("c1", marker)])
+    await store.enqueue(queue_name, [NewTask(HELD, marker)])
     held = [e for e in await store.contents() or [] if marker in e.data]
-    assert held and any("c1" in e.name for e in held)
+    assert held and any(HELD in e.name for e in held)
     (claim,) = await claim_all(store, queue_name)
     await store.settle(queue_name, [Outcome(claim.id, claim.token, OutcomeKind.COMPLETE, b"r")])
     entries = await store.contents() or []
     assert not [e for e in entries if marker in e.data]
-    mine = [e for e in entries if "c1" in e.name]
+    mine = [e for e in entries if HELD in e.name]
     assert mine and all(0 < e.ttl_ms <= 3600 * 1000 for e in mine)
 
 
