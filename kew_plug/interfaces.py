@@ -27,6 +27,7 @@ from kew_plug.models import (
     RunningTask,
     StoredEntry,
     TaskRecord,
+    Wakeup,
     WorkerInfo,
 )
 
@@ -55,6 +56,10 @@ class Store(_AsyncClosing, ABC):
     #: True when calls cross a network, so a reply can be lost after the store acted (Queue
     #: retries submits then) and unsigned payloads are writable by others (Queue warns).
     networked: bool = False
+    #: True when a submit can hand a task straight to a waiting worker, claimed for it under
+    #: its lease, which saves the worker the claim's round trip (`claim_and_offer`,
+    #: `wait_handed`, `withdraw`). Workers only call those on a store that declares it.
+    hands_off: bool = False
 
     @abstractmethod
     async def enqueue(
@@ -140,6 +145,25 @@ class Store(_AsyncClosing, ABC):
         is refused. Either way the payload is deleted, the state becomes CANCELLED (kept for
         result_ttl) and `watch` wakes. Finished or unknown tasks are reported, unchanged."""
         raise Unsupported(f"{type(self).__name__} cannot cancel tasks")
+
+    async def claim_and_offer(
+        self, queue: str, worker: str, limit: int, lease_ms: int, offer_ms: int
+    ) -> ClaimBatch:
+        """`claim` for a worker taking hand-offs: first the tasks already handed to it, then
+        claims as usual; the slots still unfilled are offered for `offer_ms` (or until its
+        next call): a submit meanwhile may claim a task for it under `lease_ms` and hand it
+        over, and `wait_handed` delivers it. Only on stores with `hands_off`."""
+        raise Unsupported(f"{type(self).__name__} cannot hand tasks to workers")
+
+    async def wait_handed(self, queue: str, worker: str, timeout: float) -> Wakeup:
+        """`wait`, ending early with a task handed to this worker, if one is. Only on stores
+        with `hands_off`."""
+        raise Unsupported(f"{type(self).__name__} cannot hand tasks to workers")
+
+    async def withdraw(self, queue: str, worker: str) -> list[Claim]:
+        """A stopping worker withdraws its offer; returns the tasks handed to it that it has
+        not taken (it releases them). Only on stores with `hands_off`."""
+        raise Unsupported(f"{type(self).__name__} cannot hand tasks to workers")
 
     async def watch(self, queue: str, task_ids: Sequence[str], timeout: float) -> None:
         """Return once every task has finished (completed, dead or cancelled) or is unknown,

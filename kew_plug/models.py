@@ -65,6 +65,9 @@ class NewTask:
     priority: int = 0
     delay_ms: int = 0
     max_attempts: int = 1
+    #: The id was generated for this item and never sent before, so no stored task can
+    #: hold it: a store may skip its existence check. False on every retry of a send.
+    new_id: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,10 @@ class Claim:
     attempt: int
     max_attempts: int
     payload: bytes
+    #: How long (ms) the lease had already run at the reference moment of the call that
+    #: returned it: 0 for a claim made by that call; more for a task handed to the worker
+    #: earlier (see `Store.hands_off`); negative when it was handed after that moment.
+    age_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,17 @@ class EnqueueReport:
     #: Duplicates whose stored payload is byte-for-byte the one submitted: after a lost
     #: reply, the caller's own earlier attempt (lets a retried submit stay exactly-once).
     same_payload: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Wakeup:
+    """How a worker's wait ended (`Store.wait_handed`): with tasks handed to it, with a hint
+    that work may be claimable (`woken`), or with neither once the timeout passed. `at` is
+    the caller's `time.monotonic()` that the claims' `age_ms` count from."""
+
+    woken: bool
+    claims: list[Claim] = field(default_factory=list)
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

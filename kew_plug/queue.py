@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +17,12 @@ from kew_plug.errors import (
     Closed,
     InvalidArgument,
     PayloadTooLarge,
+    QueueFull,
     SerializationError,
     StoreUnavailable,
     TaskExists,
 )
+from kew_plug.group_commit import GroupCommit
 from kew_plug.ids import new_task_id
 from kew_plug.interfaces import Breaker, Serializer, Store
 from kew_plug.models import CancelOutcome, EnqueueReport, NewTask, TaskRecord, TaskState
@@ -33,6 +36,10 @@ log = logging.getLogger("kew_plug")
 
 SECRET_ENV = "KEW_PLUG_SECRET"
 DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
+# The most concurrent submits one store call carries: items, and payload bytes (a call is
+# one message to the store, which must hold it whole).
+GROUP_MAX = 1000
+GROUP_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +128,10 @@ class Queue:
         self.submit_retries = validate.retries(submit_retries)
         self.closed = False
         self.schedules: list[Periodic] = []
+        # One line of waiting submits per event loop: a future belongs to its loop.
+        self._groups: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, GroupCommit[NewTask, bool | QueueFull]
+        ] = weakref.WeakKeyDictionary()
 
     def _open(self) -> Store:
         """The store, or `Closed` once this queue was closed."""
@@ -211,6 +222,7 @@ class Queue:
             priority=0 if plain else validate.priority(spec.priority),
             delay_ms=0 if plain else validate.delay_ms(spec.delay, spec.at),
             max_attempts=retries + 1,
+            new_id=given is None,
         )
 
     async def submit(
@@ -226,12 +238,21 @@ class Queue:
         retries: int | None = None,
         timeout: float | None = None,
     ) -> TaskHandle:
-        """Store one task; raises `TaskExists` if `task_id` is already in the queue."""
+        """Store one task; raises `TaskExists` if `task_id` is already in the queue.
+        Submits made concurrently (from many requests of a web app, say) share one store call:
+        see kew_plug/group_commit.py."""
         spec = TaskSpec(fn, args, kwargs or {}, task_id, priority, delay, at, retries, timeout)
-        (handle,) = await self.submit_many([spec])
-        if not handle.accepted:
-            raise TaskExists(self.name, handle.id)
-        return handle
+        self._open()
+        item = self._encode(spec)
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(loop)
+        if group is None:
+            group = self._groups[loop] = GroupCommit(
+                self._store_group, GROUP_MAX, GROUP_MAX_BYTES, lambda i: len(i.payload)
+            )
+        if not await group.submit(item):
+            raise TaskExists(self.name, item.id)
+        return TaskHandle(item.id, self, True)
 
     async def submit_many(self, specs: Iterable[TaskSpec]) -> list[TaskHandle]:
         """Store many tasks in one store call. Every spec is validated and serialized first,
@@ -241,17 +262,38 @@ class Queue:
         items = [self._encode(s) for s in specs]
         if not items:
             return []
+        accepted = await self._store_items(items)
+        return [TaskHandle(i.id, self, ok) for i, ok in zip(items, accepted, strict=True)]
+
+    async def _store_group(self, items: list[NewTask]) -> list[bool | QueueFull]:
+        """The items of concurrent submits in one call. When max_size refuses the group,
+        one by one, so each submit gets the answer it would have had alone."""
+        try:
+            return list(await self._store_items(items))
+        except QueueFull:
+            if len(items) == 1:
+                raise
+        answers: list[bool | QueueFull] = []
+        for item in items:
+            try:
+                answers += await self._store_items([item])
+            except QueueFull as e:
+                answers.append(e)
+        return answers
+
+    async def _store_items(self, items: list[NewTask]) -> list[bool]:
+        """The items in one call; per item, whether it was accepted."""
         report, retried = await self._enqueue(items)
         # Per item, not per id: when an id repeats within the batch the store keeps the first
         # occurrence, so only that one is accepted.
         fresh = set(report.accepted)
         if retried:  # an id holding exactly our payload was stored by our lost attempt
             fresh |= set(report.same_payload)
-        handles = []
+        accepted = []
         for i in items:
-            handles.append(TaskHandle(i.id, self, i.id in fresh))
+            accepted.append(i.id in fresh)
             fresh.discard(i.id)
-        return handles
+        return accepted
 
     async def _enqueue(self, items: list[NewTask]) -> tuple[EnqueueReport, bool]:
         """Enqueue, retrying a few times when the store is unreachable. A reply lost after the
@@ -263,6 +305,8 @@ class Queue:
             except StoreUnavailable:
                 if attempt == self.submit_retries:
                     raise
+                # The lost attempt may have stored them: from now on the ids are not new.
+                items = [replace(i, new_id=False) for i in items]
                 await asyncio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 @dataclass(slots=True)
 class WorkerStats:
     claimed: int = 0
+    handed: int = 0  # of the claimed, those a submit handed straight to this worker
     completed: int = 0
     retried: int = 0
     dead: int = 0

@@ -25,7 +25,7 @@ from kew_plug.executors import make_executor
 from kew_plug.hooks import Hook
 from kew_plug.interfaces import Breaker, BreakerState
 from kew_plug.leases import LeaseBook, recover_loop
-from kew_plug.models import Claim
+from kew_plug.models import Claim, Wakeup
 from kew_plug.outbox import Outbox
 from kew_plug.queue import Queue
 from kew_plug.retry import RetryPolicy
@@ -38,6 +38,9 @@ MIN_LEASE_S = 0.05  # renewal runs every third of the lease: shorter would spin
 MIN_INTERVAL_S = 0.01
 MIN_WAIT_S = 0.001
 HALF_OPEN_PAUSE = 0.05  # s between claims while another call holds the half-open probe
+# An offer of hand-offs lapses this long after the worker's wait would have timed out, so a
+# worker that died waiting is handed tasks for at most wait_timeout plus this.
+OFFER_SLACK_MS = 250
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -122,6 +125,8 @@ class Worker:
         # cancels the store's blocking wait, which costs the connection it was on.
         self._wake = asyncio.Event()
         self._eager_wake = False
+        self._hand_off = False
+        self._wait_backoff = Backoff("wait")
         self._stop = asyncio.Event()
         self._finishing = False
         self._book = LeaseBook(queue.store, queue.name, self.lease_ms, self.stats, self._lost)
@@ -156,6 +161,8 @@ class Worker:
         # Draining must notice at once when the queue went idle; behind a breaker, a probe
         # that finished ends the half-open pause.
         self._eager_wake = until_idle or self.queue.breaker is not None
+        # Hand-offs (see Store.hands_off), though not behind a breaker: it decides per claim.
+        self._hand_off = self.queue.store.hands_off and self.queue.breaker is None
         await self.queue.store.ping()  # an unreachable or refusing store fails now, in one line
         pool = make_executor(self.executor, self.concurrency)
         runner = Runner(
@@ -199,8 +206,18 @@ class Worker:
         store, q, breaker = self.queue.store, self.queue.name, self.queue.breaker
         backoff, waiting, gate = Backoff("claim"), Backoff("wait"), Backoff("breaker")
         counting = Backoff("stats")
+        # Hand-offs: our claims offer the slots they leave unfilled, and a submit may hand a
+        # task straight to us while we wait. Not behind a breaker: it decides per claim.
+        hand_off = self._hand_off
+        self._wait_backoff = waiting
+        offer_ms = int(self.wait_timeout * 1000) + OFFER_SLACK_MS
+        offered = 0  # slots our last offer still holds
         while not self._stop.is_set():
             half_open = False
+            if offered > 0:
+                # Still offered: wait for hand-offs (or a wake-up) rather than claim again.
+                offered = await self._wait_handed(runner, offered)
+                continue
             free = self.concurrency - len(self._active)
             if free <= 0:
                 self._slot_free.clear()
@@ -216,7 +233,10 @@ class Worker:
             # Taken before the call: the store's deadline is at least this plus the lease.
             claimed_at, claimed_wall = time.monotonic(), time.time()
             try:
-                batch = await store.claim(q, self.id, free, self.lease_ms)
+                if hand_off:
+                    batch = await store.claim_and_offer(q, self.id, free, self.lease_ms, offer_ms)
+                else:
+                    batch = await store.claim(q, self.id, free, self.lease_ms)
             except Exception as e:  # a store failure must never kill the worker loop
                 self.stats.store_errors += 1
                 await self._until(self._stop.wait(), backoff.failed(e))
@@ -230,7 +250,10 @@ class Worker:
                     batch.vanished,
                 )
             for claim in batch.claims:
-                self._start(runner, claim, claimed_at, claimed_wall)
+                age = claim.age_ms / 1000
+                self._start(runner, claim, claimed_at - age, claimed_wall - age)
+            if hand_off:
+                offered = free - len(batch.claims)
             if batch.claims and not (len(batch.claims) < free and batch.ready_left == 0):
                 if half_open:
                     # While a probe runs, more claims are refused by allow() and released at
@@ -242,12 +265,40 @@ class Worker:
             timeout = self.wait_timeout
             if batch.next_due_ms is not None:
                 timeout = max(0.001, min(timeout, batch.next_due_ms / 1000))
+            if hand_off:
+                offered = await self._wait_handed(runner, offered, timeout)
+                continue
             failure = await self._until(store.wait(q, timeout), None, self._wake.wait())
             if failure is None:
                 waiting.ok()
             else:  # not fatal: the next claim finds the work anyway; but do not spin
                 self.stats.store_errors += 1
                 await self._until(self._stop.wait(), waiting.failed(failure))
+
+    async def _wait_handed(self, runner: Runner, offered: int, timeout: float | None = None) -> int:
+        """Wait for a hand-off or a wake-up; start what was handed to us. Returns the slots
+        our offer still holds: 0 when the next step is a claim (woken, timed out, failed)."""
+        store, q = self.queue.store, self.queue.name
+        got: list[Wakeup] = []
+
+        async def waiting() -> None:
+            got.append(await store.wait_handed(q, self.id, timeout or self.wait_timeout))
+
+        failure = await self._until(waiting(), None, self._wake.wait())
+        if failure is not None:
+            self.stats.store_errors += 1
+            await self._until(self._stop.wait(), self._wait_backoff.failed(failure))
+            return 0
+        self._wait_backoff.ok()
+        if not got or not got[0].claims:
+            return 0
+        now, wall = time.monotonic(), time.time()
+        self.stats.handed += len(got[0].claims)
+        for claim in got[0].claims:
+            # The lease began when the store handed it over: count from there, never later.
+            at = got[0].at - claim.age_ms / 1000
+            self._start(runner, claim, at, wall - (now - at))
+        return offered - len(got[0].claims)
 
     async def _breaker_limit(self, breaker: Breaker, gate: Backoff) -> tuple[int, bool] | None:
         """How many tasks the breaker lets us claim now (all while closed, its probe count
@@ -344,6 +395,8 @@ class Worker:
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
         settler = background[0]
+        if self._hand_off:
+            await self._withdraw()
         if self._active:
             await asyncio.wait(list(self._active.values()), timeout=self.shutdown_timeout)
         unfinished = list(self._active.values())
@@ -364,6 +417,18 @@ class Worker:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+
+    async def _withdraw(self) -> None:
+        """No more hand-offs to us; tasks handed over but not taken go back to the queue.
+        If the store cannot be reached, their leases expire and they are recovered."""
+        store, q = self.queue.store, self.queue.name
+        try:
+            untaken = await store.withdraw(q, self.id)
+            if untaken:
+                await store.release(q, untaken)
+        except Exception as e:  # stopping goes on; the leases are the fallback
+            self.stats.store_errors += 1
+            log.warning("could not withdraw the hand-off offer of worker %s: %s", self.id, e)
 
 
 def _seconds(kind: str, value: object, minimum: float) -> float:

@@ -26,6 +26,9 @@ from kew_plug.models import (
 class DoubleClaimStore(RedisStore):
     """Makes every 5th claimed task claimable again at once: two live claims, one task."""
 
+    # Its claim is the broken part: every task must go through it, none be handed over.
+    hands_off = False
+
     async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
         batch = await super().claim(queue, worker, limit, lease_ms)
         k = self.keys(queue)
@@ -51,6 +54,9 @@ class ProcessLocalPayloadStore(RedisStore):
     """kew before 0.2: the queue entry is in Redis but the payload stays in the submitting
     process, so a task popped by another process has nothing to run."""
 
+    # Its claim is the broken part: every task must go through it, none be handed over.
+    hands_off = False
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.local: dict[str, bytes] = {}
@@ -75,6 +81,9 @@ class ProcessLocalPayloadStore(RedisStore):
 
 class DroppingStore(RedisStore):
     """Marks every 7th claimed task complete without handing it to anyone."""
+
+    # Its claim is the broken part: every task must go through it, none be handed over.
+    hands_off = False
 
     async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
         batch = await super().claim(queue, worker, limit, lease_ms)
@@ -167,6 +176,9 @@ class HidesRunningStore(RedisStore):
 class WithholdingStore(RedisStore):
     """Never hands out every 10th task: its claims are taken and left to expire, until
     recover() dead-letters it by itself (no worker ever sees it fail)."""
+
+    # Its claim is the broken part: every task must go through it, none be handed over.
+    hands_off = False
 
     async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
         batch = await super().claim(queue, worker, limit, lease_ms)

@@ -1,7 +1,9 @@
 -- prelude: helpers every script shares (the breaker too), so the state machine's
 -- arithmetic is written once. scripts.py puts the constants first (PRIORITY_MAX, SEQ_SPAN,
 -- WAKE_MAX, WAKE_TTL_MS, BATCH, the F_* field names, the S_* states and STATE_AFTER, all
--- from Python), then this file, then the script's own body.
+-- from Python), then the helpers of this file that the script's body calls (each a
+-- paragraph: its comment and its function; none may be left out by a blank line inside),
+-- then the body.
 
 -- Milliseconds on the server's clock, never the caller's. Integers only: fakeredis runs
 -- Lua 5.4, where `/` yields a float, so the division goes through math.floor.
@@ -23,16 +25,19 @@ local function ready_score(priority, seq)
   return (PRIORITY_MAX - tonumber(priority)) * SEQ_SPAN + tonumber(seq) % SEQ_SPAN
 end
 
--- Tell up to n idle workers (blocked on the wake list) that work may be claimable. The list
--- holds at most WAKE_MAX tokens and expires: tokens are hints, and a worker also claims
--- when its wait times out, so an expired list loses nothing.
+-- Tell up to n idle workers (blocked in BZPOPMIN on the wake set) that work may be
+-- claimable. The set's members are the tokens '1'..WAKE_MAX, so it never holds more than
+-- WAKE_MAX, and re-adding a pending token costs nothing. It expires: tokens are hints, and a
+-- worker also claims when its wait times out, so an expired set loses nothing. A set that
+-- exists always has its TTL: whoever creates it adds all n tokens, and then sets it.
 local function wake(key, n)
+  n = math.min(n, WAKE_MAX)
   if n <= 0 then return end
   local tokens = {}
-  for i = 1, math.min(n, WAKE_MAX) do tokens[i] = '1' end
-  redis.call('LPUSH', key, unpack(tokens))
-  redis.call('LTRIM', key, 0, WAKE_MAX - 1)
-  redis.call('PEXPIRE', key, WAKE_TTL_MS)
+  for i = 1, n do tokens[2 * i - 1] = 0; tokens[2 * i] = i end
+  if redis.call('ZADD', key, unpack(tokens)) == n then
+    redis.call('PEXPIRE', key, WAKE_TTL_MS)
+  end
 end
 
 -- `cmd key args...` with args taken BATCH at a time: Lua's unpack stops at about 8000

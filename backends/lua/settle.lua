@@ -7,9 +7,9 @@
 -- Returns {1 applied (now, or already by this same token and kind) | 0 stale, ...}.
 -- Touches: the keys above only. The payload is deleted in the same step as a complete; a
 -- dead task keeps it for requeue. A failure's traceback replaces the previous attempt's.
-local now = now_ms()
+local now  -- the clock is read only for a retry or a death: a completion needs no time
 local result_ttl, dead_ttl, backstop = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
+local out, gone = {}, {}
 local function failed(key, state, b)
   local tb = ARGV[b + 6]
   if tb == '' then
@@ -26,7 +26,7 @@ for i = 1, n do
   local key = KEYS[4 + i]
   local f = redis.call('HMGET', key, F_TOKEN, F_STATE, F_CHUNKS, F_WAITERS)
   if f[1] == token and f[2] == S_RUNNING then
-    redis.call('ZREM', KEYS[1], id)
+    gone[#gone + 1] = id
     if kind == 'c' then
       delete_payload(key, tonumber(f[3]) or 0, {F_ERROR, F_TRACEBACK})
       redis.call('HSET', key, F_STATE, S_COMPLETED, F_RESULT, ARGV[b + 5])
@@ -34,10 +34,12 @@ for i = 1, n do
     elseif kind == 'r' then
       local delay = tonumber(ARGV[b + 4])
       failed(key, S_RETRYING, b)
+      now = now or now_ms()
       redis.call('ZADD', KEYS[2], now + delay, id)
       redis.call('PEXPIRE', key, delay + backstop)
     else
       failed(key, S_DEAD, b)
+      now = now or now_ms()
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('PEXPIRE', key, dead_ttl)
     end
@@ -49,4 +51,5 @@ for i = 1, n do
     out[i] = 0
   end
 end
+call_batched('ZREM', KEYS[1], gone)
 return out

@@ -43,7 +43,16 @@ FIELD = TaskFields()
 # handles more than LISTPACK_CHUNKS chunk fields of a new task.
 CHUNK = 64
 LISTPACK_CHUNKS = 96
-# The wake list holds at most WAKE_MAX tokens and expires after WAKE_TTL_MS without a push.
+# A task's fencing tokens start at seq * TOKEN_SPAN and count its claims (and cancels), so a
+# later task reusing the id of an expired one never sees a token of the earlier one.
+TOKEN_SPAN = 4096
+# The idle set (offers of waiting workers, see claim.lua) expires IDLE_TTL_MS after the last
+# offer: a worker that waits longer offers again each time its wait times out.
+IDLE_TTL_MS = 600_000
+# An offer's score is (lapse time ms) * OFFER_SLOTS + free slots: below 2**53 (exact in a
+# double) until the year 2248; a worker offers at most OFFER_SLOTS - 1 slots at once.
+OFFER_SLOTS = 1024
+# The wake set holds at most WAKE_MAX tokens and expires WAKE_TTL_MS after it was made.
 WAKE_MAX = 64
 WAKE_TTL_MS = 3_600_000
 # A finished task's done list (one token per watcher) outlives the settlement this long, so
@@ -83,12 +92,23 @@ class QueueKeys:
         return f"{self.base}:dead"
 
     @property
-    def wake(self) -> str:  # list of at most 64 tokens that idle workers block on
+    def wake(self) -> str:  # zset of at most 64 tokens that idle workers block on
         return f"{self.base}:wake"
 
     @property
     def seq(self) -> str:  # counter: submission order and fencing tokens; expires when idle
         return f"{self.base}:seq"
+
+    @property
+    def idle(self) -> str:  # zset: offers of waiting workers, "<lease ms>|<worker>" -> slots
+        return f"{self.base}:idle"
+
+    @property
+    def inbox_prefix(self) -> str:
+        return f"{self.base}:in:"
+
+    def inbox(self, worker: str) -> str:  # zset: claims handed to one worker (enqueue.lua)
+        return f"{self.inbox_prefix}{worker}"
 
     @property
     def task_prefix(self) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as rex
@@ -46,6 +46,7 @@ from kew_plug.models import (
     RecoverReport,
     TaskRecord,
     TaskState,
+    Wakeup,
     clip_traceback,
 )
 
@@ -55,6 +56,7 @@ DAY = 86400.0
 
 class RedisStore(RedisInspection, Store):
     networked = True
+    hands_off = True
 
     def __init__(
         self,
@@ -96,9 +98,15 @@ class RedisStore(RedisInspection, Store):
             # the script ran on the same one.
             raise InvalidArgument("replicas=N needs a redis:// or redis+cluster:// store URL")
         self.replicas = replicas
+        # A hand-off reaches its worker before WAIT could confirm the write: after a
+        # failover the retried submit would store the task again, and it would run twice.
+        self.hands_off = type(self).hands_off and not replicas
+        # Per (queue, worker): our monotonic clock just before its last offering claim, and
+        # the server's clock (ms) when the claim ran; hand-offs are timed against them.
+        self._offered: dict[tuple[str, str], tuple[float, int]] = {}
         self._scripts: dict[str, AsyncScript | PipeScript] = {}
         scripts = ("enqueue", "claim", "renew", "settle", "release", "recover", "requeue")
-        for name in (*scripts, "cancel", "watch"):
+        for name in (*scripts, "withdraw", "cancel", "watch"):
             script = client.register_script(source(name))
             # Every script writes. Claims and renewals wait too: a claim the new primary
             # never saw would hand the task to a second worker after a failover.
@@ -161,8 +169,11 @@ class RedisStore(RedisInspection, Store):
         self, queue: str, items: Sequence[NewTask], max_size: int | None = None
     ) -> EnqueueReport:
         k = self.keys(queue)
-        keys = [k.ready, k.due, k.wake, k.seq, *(k.task(i.id) for i in items)]
+        keys = [k.ready, k.due, k.wake, k.seq, k.idle, k.running, k.inbox_prefix]
+        keys += [k.task(i.id) for i in items]
+        unique = all(i.new_id for i in items)
         args: list[Any] = [-1 if max_size is None else max_size, self.backstop_ms, self.seq_ttl_ms]
+        args.append(1 if unique else 0)
         for i in items:
             chunks = payload_chunks(i.payload)
             args += [i.id, i.priority, i.delay_ms, i.max_attempts, len(chunks), *chunks]
@@ -179,11 +190,25 @@ class RedisStore(RedisInspection, Store):
         return EnqueueReport(accepted, dups, same)
 
     async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
+        return await self._claim(queue, worker, limit, lease_ms, None)
+
+    async def claim_and_offer(
+        self, queue: str, worker: str, limit: int, lease_ms: int, offer_ms: int
+    ) -> ClaimBatch:
+        return await self._claim(queue, worker, limit, lease_ms, offer_ms)
+
+    async def _claim(
+        self, queue: str, worker: str, limit: int, lease_ms: int, offer_ms: int | None
+    ) -> ClaimBatch:
         k = self.keys(queue)
-        keys = [k.ready, k.due, k.running, k.seq, k.task_prefix, k.wake]
+        keys = [k.ready, k.due, k.running, k.task_prefix, k.wake, k.idle, k.inbox(worker)]
         try:
-            args = [limit, lease_ms, self.seq_ttl_ms + lease_ms, worker]
+            offering = offer_ms is not None and self.hands_off
+            args = [limit, lease_ms, worker, 1 if offering else 0, offer_ms or 0]
+            before = time.monotonic()
             reply = await self._run("claim", keys, args)
+            if offering:
+                self._offered[(queue, worker)] = (before, int(reply[3]))
         except ReplicationShortfall as e:
             # The claims exist on the primary only. Handed out, they could run twice after a
             # failover; kept, they would burn an attempt each. Given back, they cost nothing.
@@ -199,8 +224,27 @@ class RedisStore(RedisInspection, Store):
 
     async def wait(self, queue: str, timeout: float) -> bool:
         key = self.keys(queue).wake
-        got = await self._again(lambda: self.client.blpop([key], timeout=max(timeout, 0.001)))
+        got = await self._again(lambda: self.client.bzpopmin([key], timeout=max(timeout, 0.001)))
         return got is not None
+
+    async def wait_handed(self, queue: str, worker: str, timeout: float) -> Wakeup:
+        k = self.keys(queue)
+        inbox = k.inbox(worker).encode()
+        got = await self._again(
+            lambda: self.client.bzpopmin([inbox, k.wake], timeout=max(timeout, 0.001))
+        )
+        if got is None:
+            return Wakeup(False)
+        if got[0] != inbox:
+            return Wakeup(True)
+        at, server_ms = self._offered.get((queue, worker), (float("-inf"), 0))
+        return Wakeup(True, [_handed(cast(bytes, got[1]), server_ms)], at)
+
+    async def withdraw(self, queue: str, worker: str) -> list[Claim]:
+        k = self.keys(queue)
+        self._offered.pop((queue, worker), None)
+        reply = await self._run("withdraw", [k.idle, k.inbox(worker)], [worker], again=True)
+        return [_handed(record, 0) for record in reply]
 
     async def renew(self, queue: str, claims: Sequence[Claim], lease_ms: int) -> list[bool]:
         if not claims:
@@ -244,7 +288,7 @@ class RedisStore(RedisInspection, Store):
 
     async def recover(self, queue: str) -> RecoverReport:
         k = self.keys(queue)
-        keys = [k.ready, k.running, k.dead, k.wake, k.task_prefix, k.done_prefix]
+        keys = [k.ready, k.running, k.dead, k.wake, k.task_prefix, k.done_prefix, k.inbox_prefix]
         reply = await self._run("recover", keys, [self.dead_ttl_ms, self.backstop_ms], again=True)
         n = int(reply[0])
         ids = [text(x) for x in reply[1:]]
@@ -366,9 +410,29 @@ class RedisStore(RedisInspection, Store):
 
 def _claims(reply: list[Any]) -> list[Claim]:
     return [
-        Claim(text(reply[j]), int(reply[j + 1]), int(reply[j + 2]), int(reply[j + 3]), reply[j + 4])
-        for j in range(3, len(reply), 5)
+        Claim(
+            text(reply[j]),
+            int(reply[j + 1]),
+            int(reply[j + 2]),
+            int(reply[j + 3]),
+            reply[j + 4],
+            int(reply[j + 5]),
+        )
+        for j in range(4, len(reply), 6)
     ]
+
+
+def _handed(record: bytes, server_ms: int) -> Claim:
+    """A claim from a worker's inbox (see enqueue.lua), its age counted from `server_ms`."""
+    task_id, token, attempt, max_attempts, since, payload = record.split(b"\n", 5)
+    return Claim(
+        text(task_id),
+        int(token),
+        int(attempt),
+        int(max_attempts),
+        payload,
+        server_ms - int(since),
+    )
 
 
 _B = {name: getattr(FIELD, name).encode() for name in FIELD.__dataclass_fields__}
