@@ -27,18 +27,14 @@ from kew_plug.backends.redis.replication import ReplicaWait
 
 
 def encode(args: tuple[Any, ...]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if isinstance(a, bytes):
-            b = a
-        elif isinstance(a, str):
-            b = a.encode()
-        elif isinstance(a, int | float):
-            b = repr(a).encode()
-        else:
-            raise TypeError(f"cannot send {type(a).__name__} to Redis")
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
+    """One command as RESP, by hiredis (C): a script call carries a few dozen arguments, and
+    packing them in Python cost about a third of a submit's own CPU time."""
+    try:
+        packed: bytes = hiredis.pack_command(args)
+    except TypeError:
+        bad = next((a for a in args if not isinstance(a, bytes | str | int | float)), None)
+        raise TypeError(f"cannot send {type(bad).__name__} to Redis") from None
+    return packed
 
 
 class _Protocol(asyncio.Protocol):
