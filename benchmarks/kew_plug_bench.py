@@ -33,7 +33,8 @@ def describe(cfg):
         "packages": versions("kew-plug", "redis", "hiredis", "cloudpickle"),
         "worker_model": f"{cfg.procs} processes x Worker(concurrency=10)",
         "config": "single = Queue.submit; batch = Queue.submit_many; cloudpickle, signed "
-        "(HMAC-SHA256); leases, fencing and payload cleanup on; results kept 1 h",
+        "(HMAC-SHA256); leases, fencing and payload cleanup on; results kept 1 h; "
+        "hand-offs to waiting workers on (the default)",
     }
 
 
