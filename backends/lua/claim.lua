@@ -12,8 +12,11 @@
 -- Touches: KEYS[1..3], KEYS[5..7] and <prefix><id> of promoted or claimed ids; a queue with
 -- nothing to claim is left as it was (no key made), but for the offer.
 -- When it leaves ready tasks behind, it wakes idle workers for them.
--- The fencing token is the task's own counter (see enqueue.lua): no shared key is written.
-local now = now_ms()
+-- The fencing token of a claim is the store's clock in microseconds, plus its place in
+-- this batch: distinct within the batch, and never reissued for a task after a failover
+-- lost its claim, as a counter kept in the store could be.
+local clock_us = now_us()
+local now = math.floor(clock_us / 1000)
 local prefix = KEYS[4]
 -- The earliest due task first: the common case, nothing due yet, costs one read.
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -58,10 +61,10 @@ local claimed = 0
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, F_CHUNKS, F_ATTEMPTS, F_MAX_ATTEMPTS, F_STATE, F_TOKEN,
+  local f = redis.call('HMGET', key, F_CHUNKS, F_ATTEMPTS, F_MAX_ATTEMPTS, F_STATE,
     P1, P2, P3, P4)
   if f[1] and f[4] == S_QUEUED then
-    local token = tonumber(f[5]) + 1
+    local token = clock_us + claimed
     local attempt = tonumber(f[2]) + 1
     -- No PEXPIRE here: the backstop set at enqueue is days away, and renew extends it.
     redis.call('HSET', key, F_STATE, S_RUNNING, F_TOKEN, token, F_ATTEMPTS, attempt,
@@ -74,11 +77,11 @@ for i = 1, #popped, 2 do
     out[#out + 1] = f[3]
     local n = tonumber(f[1])
     if n == 1 then
-      out[#out + 1] = f[6]  -- a payload over 6 KiB is one field: no copy to join
+      out[#out + 1] = f[5]  -- a payload over 6 KiB is one field: no copy to join
     elseif n <= 4 then
-      out[#out + 1] = table.concat({f[6], f[7], f[8], f[9]}, '', 1, n)
+      out[#out + 1] = table.concat({f[5], f[6], f[7], f[8]}, '', 1, n)
     else
-      out[#out + 1] = read_payload(key, n, {f[6], f[7], f[8], f[9]})
+      out[#out + 1] = read_payload(key, n, {f[5], f[6], f[7], f[8]})
     end
     out[#out + 1] = 0
     claimed = claimed + 1

@@ -14,7 +14,8 @@
 -- max_size refuses the batch (nothing stored).
 -- Touches: the keys above and the inboxes of the workers it hands tasks to; an existing
 -- task hash is never written.
-local now = now_ms()
+local clock_us = now_us()  -- hand-offs take tokens from it, as in claim.lua
+local now = math.floor(clock_us / 1000)
 local items, j = {}, 5
 local unique = ARGV[4] == '1'
 while j <= #ARGV do
@@ -87,21 +88,23 @@ for n, o in ipairs(order) do
 end
 
 local longest = 0
+local handed_tokens = {}
 local ready, due, chunk_names = {}, {}, {}  -- ready/due: ZADD score, member pairs
 for _, i in ipairs(fresh) do
   local item = items[i]
   seq = seq + 1
   local key = KEYS[7 + i]
-  local state, attempts, token = S_QUEUED, 0, seq * TOKEN_SPAN
+  local state, attempts, claim = S_QUEUED, 0, 0
   if item.delay > 0 then state = S_DEFERRED end
   local offer = handed[i]
   local lease, worker
   if offer then
     lease, worker = string.match(offer, '^(%d+)|(.*)$')
-    state, attempts, token = S_RUNNING, 1, token + 1
+    state, attempts, claim = S_RUNNING, 1, clock_us + #handed_tokens
+    handed_tokens[#handed_tokens + 1] = claim
   end
   local fields = {F_STATE, state, F_PRIORITY, item.pr, F_SEQ, seq, F_ATTEMPTS, attempts,
-    F_MAX_ATTEMPTS, item.ma, F_TOKEN, token, F_ENQUEUED, now, F_CHUNKS, item.count}
+    F_MAX_ATTEMPTS, item.ma, F_TOKEN, claim, F_ENQUEUED, now, F_CHUNKS, item.count}
   if offer then fields[#fields + 1] = F_WORKER; fields[#fields + 1] = worker end
   local n = #fields
   for k = 1, item.count do
@@ -119,7 +122,7 @@ for _, i in ipairs(fresh) do
     -- the lease started (ms, this clock), then the payload (last: it may hold newlines).
     local inbox = KEYS[7] .. worker
     redis.call('ZADD', KEYS[6], now + tonumber(lease), item.id)
-    local head = string.format('%s\n%d\n1\n%s\n%d\n', item.id, token, item.ma, now)
+    local head = string.format('%s\n%d\n1\n%s\n%d\n', item.id, claim, item.ma, now)
     redis.call('ZADD', inbox, 0, head .. table.concat(ARGV, '', item.first,
       item.first + item.count - 1))
     redis.call('PEXPIRE', inbox, 2 * tonumber(lease))

@@ -43,9 +43,6 @@ FIELD = TaskFields()
 # handles more than LISTPACK_CHUNKS chunk fields of a new task.
 CHUNK = 64
 LISTPACK_CHUNKS = 96
-# A task's fencing tokens start at seq * TOKEN_SPAN and count its claims (and cancels), so a
-# later task reusing the id of an expired one never sees a token of the earlier one.
-TOKEN_SPAN = 4096
 # The idle set (offers of waiting workers, see claim.lua) expires IDLE_TTL_MS after the last
 # offer: a worker that waits longer offers again each time its wait times out.
 IDLE_TTL_MS = 600_000
