@@ -119,14 +119,22 @@ class Injector:
                 self.paused[victim.pid] = time.monotonic() + fault.duration
                 self._note("pause", pid=victim.pid, seconds=round(fault.duration, 2))
             return True
+        # A restart or failover is noted when it is over, but placed where it began: what it
+        # explains (a claim or settlement cut off, a lease run out meanwhile) starts there.
         if fault.kind == "restart" and self.restart_server is not None:
+            t, wall = round(time.monotonic() - self.started, 3), time.time()
             await self.restart_server()
-            self._note("restart")
+            self._note("restart", t=t, wall=wall)
             return True
         if fault.kind == "failover" and self.failover is not None:
-            started = time.monotonic()
+            started, t, wall = (
+                time.monotonic(),
+                round(time.monotonic() - self.started, 3),
+                time.time(),
+            )
             detail = await self.failover()
-            self._note("failover", seconds=round(time.monotonic() - started, 2), **detail)
+            seconds = round(time.monotonic() - started, 2)
+            self._note("failover", t=t, wall=wall, seconds=seconds, **detail)
             return True
         if fault.kind == "drop" and self.drop_clients is not None:
             dropped = await self.drop_clients()
