@@ -212,11 +212,16 @@ class Worker:
         self._wait_backoff = waiting
         offer_ms = int(self.wait_timeout * 1000) + OFFER_SLACK_MS
         offered = 0  # slots our last offer still holds
+        due_at: float | None = None  # when the next deferred task is due, by our clock
         while not self._stop.is_set():
             half_open = False
             if offered > 0:
-                # Still offered: wait for hand-offs (or a wake-up) rather than claim again.
-                offered = await self._wait_handed(runner, offered)
+                # Still offered: wait for hand-offs (or a wake-up) rather than claim again,
+                # but claim when a deferred task comes due (the claim promotes it).
+                timeout = self.wait_timeout
+                if due_at is not None:
+                    timeout = max(0.001, min(timeout, due_at - time.monotonic()))
+                offered = await self._wait_handed(runner, offered, timeout)
                 continue
             free = self.concurrency - len(self._active)
             if free <= 0:
@@ -254,6 +259,9 @@ class Worker:
                 self._start(runner, claim, claimed_at - age, claimed_wall - age)
             if hand_off:
                 offered = free - len(batch.claims)
+                due_at = None
+                if batch.next_due_ms is not None:
+                    due_at = claimed_at + batch.next_due_ms / 1000
             if batch.claims and not (len(batch.claims) < free and batch.ready_left == 0):
                 if half_open:
                     # While a probe runs, more claims are refused by allow() and released at
@@ -275,14 +283,14 @@ class Worker:
                 self.stats.store_errors += 1
                 await self._until(self._stop.wait(), waiting.failed(failure))
 
-    async def _wait_handed(self, runner: Runner, offered: int, timeout: float | None = None) -> int:
+    async def _wait_handed(self, runner: Runner, offered: int, timeout: float) -> int:
         """Wait for a hand-off or a wake-up; start what was handed to us. Returns the slots
         our offer still holds: 0 when the next step is a claim (woken, timed out, failed)."""
         store, q = self.queue.store, self.queue.name
         got: list[Wakeup] = []
 
         async def waiting() -> None:
-            got.append(await store.wait_handed(q, self.id, timeout or self.wait_timeout))
+            got.append(await store.wait_handed(q, self.id, timeout))
 
         failure = await self._until(waiting(), None, self._wake.wait())
         if failure is not None:
