@@ -49,16 +49,14 @@ async def measure(
     calls = {k: v for k, v in calls.items() if k not in own}
     total = sum(c for c, _ in calls.values())
     scripted = sum(c for k, (c, _) in calls.items() if k in SCRIPTED)
-    inner = total - scripted
     client_side = {k: c for k, (c, _) in calls.items() if k not in SCRIPTED}
-    # Commands outside scripts were sent by the client only when no script ran (the
-    # blocking wait); inside a phase with scripts, every other command ran inside them.
-    trips = scripted if scripted else sum(client_side.values())
-    usec = sum(u for k, (_, u) in calls.items() if k in SCRIPTED or not scripted)
+    # Blocking waits are sent by the client; every other command ran inside a script.
+    blocking = {k: c for k, c in client_side.items() if k.startswith(("bl", "bz"))}
+    trips = scripted + sum(blocking.values())
+    usec = sum(u for k, (_, u) in calls.items() if k in SCRIPTED or k in blocking)
     top = ", ".join(
         f"{k} {c / n:.2f}" for k, (c, _) in sorted(calls.items(), key=lambda kv: -kv[1][0])
     )
-    del inner
     return (
         f"| {name} | {trips / n:.3f} | {total / n:.2f} | {usec / n:.1f} | "
         f"{(cpu1 - cpu0) * 1e6 / n:.1f} | {top} |"
@@ -119,6 +117,29 @@ async def main(tasks: int, payload_size: int) -> str:
         rows.append(await measure(admin, "claim, 10 per call", tasks, claim_batch))
         assert len(claims) == tasks, f"claimed {len(claims)} of {tasks}"
         rows.append(await measure(admin, "settle, 10 per call", tasks, settle_batch))
+
+        # One task at a time through a waiting worker, as in a trickle: the classic path
+        # (wake-up, then a claim) against a hand-off (the submit claims for the worker).
+        async def classic() -> None:
+            for _ in range(tasks):
+                await store.enqueue(q, [NewTask(uuid.uuid4().hex, payload, new_id=True)])
+                await store.wait(q, 1.0)
+                (c,) = (await store.claim(q, "w", 1, 60_000)).claims
+                await store.settle(q, [Outcome(c.id, c.token, OutcomeKind.COMPLETE, b"")])
+
+        async def handed() -> None:
+            # As a Worker(concurrency=10) does: it offers its 10 free slots, and offers
+            # again once 10 hand-offs have used them up.
+            for k in range(tasks):
+                if k % 10 == 0:
+                    await store.claim_and_offer(q, "h", 10, 60_000, 600_000)
+                await store.enqueue(q, [NewTask(uuid.uuid4().hex, payload, new_id=True)])
+                (c,) = (await store.wait_handed(q, "h", 1.0)).claims
+                await store.settle(q, [Outcome(c.id, c.token, OutcomeKind.COMPLETE, b"")])
+
+        rows.append(await measure(admin, "trickle: wake-up, claim, settle", tasks, classic))
+        if store.hands_off:
+            rows.append(await measure(admin, "trickle: hand-off, settle", tasks, handed))
         await store.aclose()
         await admin.aclose()
     head = (

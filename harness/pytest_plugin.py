@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     from kew_plug.interfaces import Breaker, Serializer, Store
 
 CONTRACT_DIR = Path(__file__).resolve().parent / "contract"
-SUITES = ("store.py", "store_payloads.py", "store_cancel.py", "serializer.py", "breaker.py")
+SUITES = (
+    "store.py",
+    "store_payloads.py",
+    "store_cancel.py",
+    "store_handoff.py",
+    "serializer.py",
+    "breaker.py",
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
