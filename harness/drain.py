@@ -59,7 +59,10 @@ class Settlements:
             self.cancelled.add(r["id"])
 
     def finished(self) -> set[str]:
-        done = {i for i, (_, k) in self.latest.items() if (i, k) in self.ok - self.stale}
+        # The difference once, not per task: in the comprehension it was rebuilt for every
+        # id, which made each tick of a 20,000-task run take seconds.
+        settled = self.ok - self.stale
+        done = {i for i, (_, k) in self.latest.items() if (i, k) in settled}
         return done | self.dead | self.cancelled
 
 
