@@ -49,9 +49,8 @@ async def measure(
     calls = {k: v for k, v in calls.items() if k not in own}
     total = sum(c for c, _ in calls.values())
     scripted = sum(c for k, (c, _) in calls.items() if k in SCRIPTED)
-    client_side = {k: c for k, (c, _) in calls.items() if k not in SCRIPTED}
     # Blocking waits are sent by the client; every other command ran inside a script.
-    blocking = {k: c for k, c in client_side.items() if k.startswith(("bl", "bz"))}
+    blocking = {k: c for k, (c, _) in calls.items() if k.startswith(("bl", "bz"))}
     trips = scripted + sum(blocking.values())
     usec = sum(u for k, (_, u) in calls.items() if k in SCRIPTED or k in blocking)
     top = ", ".join(

@@ -95,8 +95,7 @@ class GroupCommit(Generic[T, R]):
             try:
                 answers = await self._send([entry.item])
             except Exception as e:
-                entry.done.set_exception(e)
-                entry.done.exception()
+                _settle_answer(entry, e)
                 raise
             _settle_answer(entry, answers[0])
             return

@@ -204,12 +204,12 @@ class Worker:
 
     async def _claim_loop(self, runner: Runner, until_idle: bool) -> None:
         store, q, breaker = self.queue.store, self.queue.name, self.queue.breaker
-        backoff, waiting, gate = Backoff("claim"), Backoff("wait"), Backoff("breaker")
+        backoff, gate = Backoff("claim"), Backoff("breaker")
+        self._wait_backoff = waiting = Backoff("wait")
         counting = Backoff("stats")
-        # Hand-offs: our claims offer the slots they leave unfilled, and a submit may hand a
-        # task straight to us while we wait. Not behind a breaker: it decides per claim.
+        # Our claims offer the slots they leave unfilled, and a submit may hand a task
+        # straight to us while we wait.
         hand_off = self._hand_off
-        self._wait_backoff = waiting
         offer_ms = int(self.wait_timeout * 1000) + OFFER_SLACK_MS
         offered = 0  # slots our last offer still holds
         due_at: float | None = None  # when the next deferred task is due, by our clock

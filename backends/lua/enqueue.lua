@@ -64,31 +64,44 @@ local seq = redis.call('INCRBY', KEYS[4], #fresh) - #fresh
 -- soon after its worker's wait would have ended: a worker that died waiting is handed
 -- tasks for at most that long (they are recovered when their lease runs out).
 local handed = {}  -- item index -> offer member
-local order = {}
-for k, i in ipairs(fresh) do
-  if items[i].delay <= 0 then
-    order[#order + 1] = {i = i, score = ready_score(items[i].pr, seq + k)}
-  end
-end
-table.sort(order, function(a, b) return a.score < b.score end)
-for n, o in ipairs(order) do
+local function next_offer()
   local top = redis.call('ZPOPMAX', KEYS[5])
-  if not top[1] then break end
-  local score = tonumber(top[2])
-  if math.floor(score / OFFER_SLOTS) < now then  -- the freshest lapsed: so did the rest
-    redis.call('DEL', KEYS[5])
-    break
+  if top[1] and math.floor(tonumber(top[2]) / OFFER_SLOTS) < now then
+    redis.call('DEL', KEYS[5])  -- the freshest lapsed: so did the rest
+    return nil
   end
-  if n == 1 and redis.call('ZCARD', KEYS[1]) > 0 then
-    redis.call('ZADD', KEYS[5], score, top[1])  -- tasks wait already: they go first
-    break
+  return top[1], tonumber(top[2])
+end
+local due_now = 0
+for _, i in ipairs(fresh) do
+  if items[i].delay <= 0 then due_now = due_now + 1 end
+end
+local offer, score
+if due_now > 0 then offer, score = next_offer() end
+if offer and redis.call('ZCARD', KEYS[1]) > 0 then
+  redis.call('ZADD', KEYS[5], score, offer)  -- tasks wait already: they go first
+  offer = nil
+end
+if offer then  -- only now the order is worth working out
+  local order = {}
+  for k, i in ipairs(fresh) do
+    if items[i].delay <= 0 then
+      order[#order + 1] = {i = i, score = ready_score(items[i].pr, seq + k)}
+    end
   end
-  handed[o.i] = top[1]
-  if score % OFFER_SLOTS > 1 then redis.call('ZADD', KEYS[5], score - 1, top[1]) end
+  table.sort(order, function(a, b) return a.score < b.score end)
+  for n, o in ipairs(order) do
+    if n > 1 then
+      offer, score = next_offer()
+      if not offer then break end
+    end
+    handed[o.i] = offer
+    if score % OFFER_SLOTS > 1 then redis.call('ZADD', KEYS[5], score - 1, offer) end
+  end
 end
 
 local longest = 0
-local handed_tokens = {}
+local handed_count = 0  -- hand-offs take tokens clock_us, clock_us + 1, ...
 local ready, due, chunk_names = {}, {}, {}  -- ready/due: ZADD score, member pairs
 for _, i in ipairs(fresh) do
   local item = items[i]
@@ -100,8 +113,8 @@ for _, i in ipairs(fresh) do
   local lease, worker
   if offer then
     lease, worker = string.match(offer, '^(%d+)|(.*)$')
-    state, attempts, claim = S_RUNNING, 1, clock_us + #handed_tokens
-    handed_tokens[#handed_tokens + 1] = claim
+    state, attempts, claim = S_RUNNING, 1, clock_us + handed_count
+    handed_count = handed_count + 1
   end
   local fields = {F_STATE, state, F_PRIORITY, item.pr, F_SEQ, seq, F_ATTEMPTS, attempts,
     F_MAX_ATTEMPTS, item.ma, F_TOKEN, claim, F_ENQUEUED, now, F_CHUNKS, item.count}
