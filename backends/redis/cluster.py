@@ -2,9 +2,10 @@
 the queue's slot over one lean `Pipe` per node.
 
 redis-py's `RedisCluster` keeps the topology (slot map, MOVED handling) and serves
-everything that is not a script (blocking waits, reads, scans over every primary). Script
-calls go over a `Pipe` to the slot's primary instead: it is faster, and `WAIT` must run on
-the very connection that wrote, which a pooled client does not promise."""
+everything else (reads, scans over every primary). Script calls go over a `Pipe` to the
+slot's primary instead: it is faster, and `WAIT` must run on the very connection that
+wrote, which a pooled client does not promise. Blocking waits go over a `Blocking` pool
+of that primary."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs, quote, unquote
 from redis import exceptions as rex
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from kew_plug.backends.redis.blocking import Abandoned, Blocking
 from kew_plug.backends.redis.pipe import Pipe
 from kew_plug.errors import InvalidArgument
 
@@ -99,14 +101,19 @@ class ClusterRouter:
         self._auth = (username, password)
         self.timeout = 10.0  # per reply; a frozen node fails its calls instead of hanging
         self._pipes: dict[str, Pipe] = {}
+        self._blocking: dict[str, Blocking] = {}
         self._stale = True  # the slot map is loaded lazily and after any failure
 
-    async def _pipe_for(self, key: str) -> Pipe:
+    async def _node_for(self, key: str) -> ClusterNode:
         if self._stale:
             await self.refresh()
         node = self.client.get_node_from_key(key)
         if node is None:
             raise rex.SlotNotCoveredError(f"no primary serves the slot of {key!r}")
+        return node
+
+    async def _pipe_for(self, key: str) -> Pipe:
+        node = await self._node_for(key)
         pipe = self._pipes.get(node.name)
         if pipe is None:
             pipe = Pipe(_node_url(node, *self._auth), timeout=self.timeout)
@@ -140,7 +147,30 @@ class ClusterRouter:
                 raise
         raise AssertionError("unreachable")
 
+    async def call_blocking(
+        self, key: str, args: tuple[Any, ...], blocks: float, abandoned: Abandoned
+    ) -> Any:
+        """A blocking command on `key`'s primary (see `Blocking.call`)."""
+        for attempt in range(REDIRECTS + 1):
+            node = await self._node_for(key)
+            pool = self._blocking.get(node.name)
+            if pool is None:
+                pool = Blocking(_node_url(node, *self._auth), self.timeout)
+                self._blocking[node.name] = pool
+            try:
+                return await pool.call(args, blocks, abandoned)
+            except rex.ResponseError as e:
+                if not str(e).startswith(("MOVED", "ASK")) or attempt == REDIRECTS:
+                    raise
+                self._stale = True
+            except (rex.ConnectionError, OSError):
+                self._stale = True
+                raise
+        raise AssertionError("unreachable")
+
     async def aclose(self) -> None:
         pipes, self._pipes = list(self._pipes.values()), {}
+        pools, self._blocking = list(self._blocking.values()), {}
         # Every pipe gets its close even if one of them fails to confirm it in time.
-        await asyncio.gather(*(pipe.aclose() for pipe in pipes), return_exceptions=True)
+        closing = [*(pipe.aclose() for pipe in pipes), *(pool.aclose() for pool in pools)]
+        await asyncio.gather(*closing, return_exceptions=True)

@@ -41,9 +41,12 @@ class _Protocol(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
         self.reader = hiredis.Reader()
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self.sent: collections.deque[float] = collections.deque()  # when each was sent
+        # When each call in flight must have its reply (monotonic): replies come in order,
+        # so only the oldest is watched.
+        self.deadlines: collections.deque[float] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        self.client_id: int | None = None  # learnt by the first blocking call
         self.loop = asyncio.get_running_loop()
         self.closed = self.loop.create_future()
         # One timer per connection, not one per call: a server that stops answering (frozen,
@@ -55,20 +58,20 @@ class _Protocol(asyncio.Protocol):
         self.wait_inflight: asyncio.Future[Any] | None = None
         self.wait_next: asyncio.Future[Any] | None = None
 
-    def expect(self, futures: list[asyncio.Future[Any]]) -> None:
-        now = time.monotonic()
+    def expect(self, futures: list[asyncio.Future[Any]], blocks: float = 0.0) -> None:
+        deadline = time.monotonic() + self.timeout + blocks
         self.waiting.extend(futures)
-        self.sent.extend(now for _ in futures)
+        self.deadlines.extend(deadline for _ in futures)
         if self.watchdog is None:
             self.watchdog = self.loop.call_later(self.timeout, self._check)
 
     def _check(self) -> None:
         self.watchdog = None
-        if not self.sent or self.transport is None:
+        if not self.deadlines or self.transport is None:
             return
-        late = time.monotonic() - self.sent[0]
-        if late < self.timeout:
-            self.watchdog = self.loop.call_later(self.timeout - late, self._check)
+        left = self.deadlines[0] - time.monotonic()
+        if left > 0:
+            self.watchdog = self.loop.call_later(left, self._check)
             return
         self.lost = TimeoutError(f"no reply within {self.timeout:g} s")
         self.transport.abort()
@@ -81,7 +84,7 @@ class _Protocol(asyncio.Protocol):
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
             fut = self.waiting.popleft()
-            self.sent.popleft()
+            self.deadlines.popleft()
             if fut.done():  # its caller was cancelled; the reply is still consumed in order
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -94,7 +97,7 @@ class _Protocol(asyncio.Protocol):
             self.watchdog.cancel()
         self.lost = self.lost or exc or ConnectionResetError("connection closed by server")
         error = rex.ConnectionError(f"Connection closed: {self.lost}")
-        self.sent.clear()
+        self.deadlines.clear()
         while self.waiting:
             fut = self.waiting.popleft()
             if not fut.done():
@@ -186,6 +189,22 @@ class Pipe:
 
     async def execute(self, *args: Any) -> Any:
         return await self._send(await self._ready(), args)
+
+    async def start_blocking(
+        self, args: tuple[Any, ...], blocks: float
+    ) -> tuple[asyncio.Future[Any], int]:
+        """Write a command that may block the connection for up to `blocks` seconds; the
+        future of its reply (the watchdog allows `blocks` more than for other calls), and
+        the connection's CLIENT ID, by which another connection can CLIENT UNBLOCK it."""
+        proto = await self._ready()
+        if proto.client_id is None:
+            proto.client_id = int(await self._send(proto, ("CLIENT", "ID")))
+        if proto.transport is None or proto.lost is not None:
+            raise rex.ConnectionError(f"Connection closed: {proto.lost}")
+        fut: asyncio.Future[Any] = proto.loop.create_future()
+        proto.expect([fut], blocks)
+        proto.transport.write(encode(args))
+        return fut, proto.client_id
 
     async def execute_all(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Several commands written at once on this one connection; their replies in order,

@@ -3,6 +3,7 @@ queue under one hash tag. Works on redis-py's asyncio client and on fakeredis.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,6 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from kew_plug import validate
+from kew_plug.backends.redis.blocking import Abandoned, Blocking
 from kew_plug.backends.redis.cluster import SCHEME as CLUSTER_SCHEME
 from kew_plug.backends.redis.cluster import (
     ClusterRouter,
@@ -68,6 +70,7 @@ class RedisStore(RedisInspection, Store):
         backstop_ttl: float = 7 * DAY,
         owns_client: bool = False,
         pipe: Pipe | None = None,
+        blocking: Blocking | None = None,
         router: ClusterRouter | None = None,
         replicas: int = 0,
         replica_timeout: float = 1.0,
@@ -88,6 +91,11 @@ class RedisStore(RedisInspection, Store):
         if router is None and isinstance(client, RedisCluster):
             router = router_for(client)
         self._router = router
+        self._blocking = blocking
+        # The reply of a worker's wait that its caller gave up (see blocking.py): it may
+        # carry a record popped from the worker's inbox, which the next wait (or the
+        # withdraw) of that worker returns.
+        self._abandoned: dict[tuple[str, str], asyncio.Future[Any]] = {}
         send: Sender | None = router if router is not None else pipe
         wait = ReplicaWait(replicas, replica_timeout, self.target) if replicas else None
         for conn in (pipe, router):
@@ -127,8 +135,9 @@ class RedisStore(RedisInspection, Store):
             return cls(cluster, owns_client=True, **{**found, **options})
         client = aioredis.Redis.from_url(url, decode_responses=False, retry=None)
         # TLS options in a rediss:// URL (certificates, checks) are redis-py's to honour.
-        pipe = Pipe(url) if fast and not url.startswith("rediss://") else None
-        return cls(client, owns_client=True, pipe=pipe, **options)
+        lean = fast and not url.startswith("rediss://")
+        pipe, blocking = (Pipe(url), Blocking(url)) if lean else (None, None)
+        return cls(client, owns_client=True, pipe=pipe, blocking=blocking, **options)
 
     def keys(self, queue: str) -> QueueKeys:
         k = self._keys.get(queue)
@@ -224,27 +233,65 @@ class RedisStore(RedisInspection, Store):
 
     async def wait(self, queue: str, timeout: float) -> bool:
         key = self.keys(queue).wake
-        got = await self._again(lambda: self.client.bzpopmin([key], timeout=max(timeout, 0.001)))
+        got = await self._bzpopmin([key], timeout, _ignore)
         return got is not None
 
     async def wait_handed(self, queue: str, worker: str, timeout: float) -> Wakeup:
         k = self.keys(queue)
-        inbox = k.inbox(worker).encode()
-        got = await self._again(
-            lambda: self.client.bzpopmin([inbox, k.wake], timeout=max(timeout, 0.001))
-        )
+        at, server_ms = self._offered.get((queue, worker), (float("-inf"), 0))
+        inbox = k.inbox(worker)
+        late = await self._late(queue, worker)
+        if late is not None:
+            return Wakeup(True, [_handed(late, server_ms)], at)
+
+        def abandoned(reply: asyncio.Future[Any]) -> None:
+            self._abandoned[(queue, worker)] = reply
+
+        got = await self._bzpopmin([inbox, k.wake], timeout, abandoned)
         if got is None:
             return Wakeup(False)
-        if got[0] != inbox:
+        if text(got[0]) != inbox:
             return Wakeup(True)
-        at, server_ms = self._offered.get((queue, worker), (float("-inf"), 0))
         return Wakeup(True, [_handed(cast(bytes, got[1]), server_ms)], at)
+
+    async def _late(self, queue: str, worker: str) -> bytes | None:
+        """The inbox record, if any, popped by this worker's last wait after it was given
+        up. That wait was unblocked when it was given up: its reply is in or on its way."""
+        reply = self._abandoned.pop((queue, worker), None)
+        if reply is None:
+            return None
+        try:
+            got = await asyncio.shield(reply)
+        except asyncio.CancelledError:
+            if not reply.done():
+                self._abandoned[(queue, worker)] = reply
+            raise
+        except (rex.RedisError, OSError):
+            return None  # lost with its connection; a popped record waits for its lease
+        if got is None or text(got[0]) != self.keys(queue).inbox(worker):
+            return None
+        return cast(bytes, got[1])
+
+    async def _bzpopmin(self, keys: list[str], timeout: float, abandoned: Abandoned) -> Any:
+        """BZPOPMIN on the lean blocking connections when this store has them, else on
+        redis-py (whose cancelled waits drop what they popped)."""
+        t = max(timeout, 0.001)
+        command = ("BZPOPMIN", *keys, f"{t:.3f}")
+        if self._router is not None:
+            router = self._router
+            return await self._again(lambda: router.call_blocking(keys[0], command, t, abandoned))
+        if self._blocking is not None:
+            blocking = self._blocking
+            return await self._again(lambda: blocking.call(command, t, abandoned))
+        return await self._again(lambda: self.client.bzpopmin(keys, timeout=t))
 
     async def withdraw(self, queue: str, worker: str) -> list[Claim]:
         k = self.keys(queue)
         self._offered.pop((queue, worker), None)
+        late = await self._late(queue, worker)
         reply = await self._run("withdraw", [k.idle, k.inbox(worker)], [worker], again=True)
-        return [_handed(record, 0) for record in reply]
+        records = reply if late is None else [late, *reply]
+        return [_handed(record, 0) for record in records]
 
     async def renew(self, queue: str, claims: Sequence[Claim], lease_ms: int) -> list[bool]:
         if not claims:
@@ -402,6 +449,8 @@ class RedisStore(RedisInspection, Store):
         self.closed = True
         if self._pipe is not None:
             await self._pipe.aclose()
+        if self._blocking is not None:
+            await self._blocking.aclose()
         if self._router is not None:
             await self._router.aclose()
         if self._owns_client:
@@ -420,6 +469,10 @@ def _claims(reply: list[Any]) -> list[Claim]:
         )
         for j in range(4, len(reply), 6)
     ]
+
+
+def _ignore(reply: asyncio.Future[Any]) -> None:
+    """A wake token popped after its waiter gave up: a hint, nothing to keep."""
 
 
 def _handed(record: bytes, server_ms: int) -> Claim:

@@ -1,0 +1,75 @@
+"""A worker's blocking waits on the lean connections (kew_plug/backends/redis/blocking.py):
+a record the server popped for a wait whose caller gave up is not lost, and a wait given up
+is ended at once on the server instead of holding its connection until its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+
+import redis
+import redis.asyncio as aioredis
+
+from kew_plug.backends.redis import RedisStore
+from kew_plug.models import Wakeup
+
+WORKER = "w1"
+
+
+async def _blocked_until(admin: aioredis.Redis, count: int) -> None:
+    """Until the server holds `count` clients blocked (INFO blocked_clients)."""
+    deadline = time.monotonic() + 5
+    while int((await admin.info("clients"))["blocked_clients"]) != count:
+        assert time.monotonic() < deadline, f"never {count} blocked clients"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_record_popped_for_a_given_up_wait_comes_with_the_next_wait(
+    redis_url: str,
+) -> None:
+    store = RedisStore.from_url(redis_url, namespace=f"bw{uuid.uuid4().hex[:8]}")
+    admin = aioredis.Redis.from_url(redis_url)
+    batch = await store.claim_and_offer("late", WORKER, 4, 5000, 30_000)
+    assert batch.claims == []
+    waiting = asyncio.create_task(store.wait_handed("late", WORKER, 30.0))
+    await _blocked_until(admin, 1)
+    # Handed through a synchronous client: the event loop cannot read the wait's reply
+    # before the task is cancelled, yet the server has popped the record by the time this
+    # returns (it serves a blocked client before it replies to the write). The record is
+    # what enqueue.lua writes: id, token, attempt, max attempts, lease start, payload.
+    with redis.Redis.from_url(redis_url) as sync:
+        sync.zadd(store.keys("late").inbox(WORKER), {b"t1\n7\n1\n3\n0\npay\nload": 0})
+    waiting.cancel()
+    got: list[Wakeup] = []
+    with contextlib.suppress(asyncio.CancelledError):
+        got.append(await waiting)
+    assert got == []  # cancelled while its reply was still unread
+    again = await store.wait_handed("late", WORKER, 5.0)
+    assert [(c.id, c.token, c.payload) for c in again.claims] == [("t1", 7, b"pay\nload")]
+    nothing = await store.wait_handed("late", WORKER, 0.05)
+    assert nothing.claims == []
+    await store.aclose()
+    await admin.aclose()
+
+
+async def test_a_given_up_wait_is_ended_on_the_server_and_its_connection_reused(
+    redis_url: str,
+) -> None:
+    store = RedisStore.from_url(redis_url, namespace=f"bw{uuid.uuid4().hex[:8]}")
+    admin = aioredis.Redis.from_url(redis_url)
+
+    clients_before = int((await admin.info("clients"))["connected_clients"])
+    for _ in range(10):
+        waiting = asyncio.create_task(store.wait("idle", 30.0))
+        await _blocked_until(admin, 1)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await _blocked_until(admin, 0)  # a 30 s wait, ended within 5 s: unblocked, not timed out
+    # One blocking connection taken and given back ten times, plus the one that unblocks.
+    clients_after = int((await admin.info("clients"))["connected_clients"])
+    assert clients_after - clients_before <= 2
+    await store.aclose()
+    await admin.aclose()
