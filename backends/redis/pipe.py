@@ -17,7 +17,7 @@ import asyncio
 import collections
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis import exceptions as rex
@@ -77,8 +77,9 @@ class _Protocol(asyncio.Protocol):
         self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, though not always an asyncio.Transport subclass: uvloop's
+        # (the loop of uvicorn and of many web apps) are not.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
