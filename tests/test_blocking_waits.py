@@ -13,6 +13,7 @@ import redis
 import redis.asyncio as aioredis
 
 from kew_plug.backends.redis import RedisStore
+from kew_plug.backends.redis.keys import OFFER_SLOTS
 from kew_plug.models import Wakeup
 
 WORKER = "w1"
@@ -26,11 +27,9 @@ async def _blocked_until(admin: aioredis.Redis, count: int) -> None:
         await asyncio.sleep(0.005)
 
 
-async def test_a_record_popped_for_a_given_up_wait_comes_with_the_next_wait(
-    redis_url: str,
-) -> None:
-    store = RedisStore.from_url(redis_url, namespace=f"bw{uuid.uuid4().hex[:8]}")
-    admin = aioredis.Redis.from_url(redis_url)
+async def _given_up_with_a_record(store: RedisStore, admin: aioredis.Redis, url: str) -> None:
+    """A wait of WORKER on queue "late", given up after the server popped a record for it
+    (id t1, token 7, payload b"pay\\nload") and before its reply could be read."""
     batch = await store.claim_and_offer("late", WORKER, 4, 5000, 30_000)
     assert batch.claims == []
     waiting = asyncio.create_task(store.wait_handed("late", WORKER, 30.0))
@@ -39,15 +38,40 @@ async def test_a_record_popped_for_a_given_up_wait_comes_with_the_next_wait(
     # before the task is cancelled, yet the server has popped the record by the time this
     # returns (it serves a blocked client before it replies to the write). The record is
     # what enqueue.lua writes: id, token, attempt, max attempts, lease start, payload.
-    with redis.Redis.from_url(redis_url) as sync:
+    with redis.Redis.from_url(url) as sync:
         sync.zadd(store.keys("late").inbox(WORKER), {b"t1\n7\n1\n3\n0\npay\nload": 0})
     waiting.cancel()
     got: list[Wakeup] = []
     with contextlib.suppress(asyncio.CancelledError):
         got.append(await waiting)
     assert got == []  # cancelled while its reply was still unread
+
+
+async def test_a_record_popped_for_a_given_up_wait_comes_with_the_next_wait(
+    redis_url: str,
+) -> None:
+    store = RedisStore.from_url(redis_url, namespace=f"bw{uuid.uuid4().hex[:8]}")
+    admin = aioredis.Redis.from_url(redis_url)
+    await _given_up_with_a_record(store, admin, redis_url)
     again = await store.wait_handed("late", WORKER, 5.0)
     assert [(c.id, c.token, c.payload) for c in again.claims] == [("t1", 7, b"pay\nload")]
+    nothing = await store.wait_handed("late", WORKER, 0.05)
+    assert nothing.claims == []
+    await store.aclose()
+    await admin.aclose()
+
+
+async def test_a_record_popped_for_a_given_up_wait_comes_with_the_next_claim(
+    redis_url: str,
+) -> None:
+    store = RedisStore.from_url(redis_url, namespace=f"bw{uuid.uuid4().hex[:8]}")
+    admin = aioredis.Redis.from_url(redis_url)
+    await _given_up_with_a_record(store, admin, redis_url)
+    batch = await store.claim_and_offer("late", WORKER, 2, 5000, 30_000)
+    assert [(c.id, c.token) for c in batch.claims] == [("t1", 7)]
+    # It took one of the two slots: the offer holds the other one.
+    offers = await admin.zrange(store.keys("late").idle, 0, -1, withscores=True)
+    assert [int(score) % OFFER_SLOTS for _, score in offers] == [1]
     nothing = await store.wait_handed("late", WORKER, 0.05)
     assert nothing.claims == []
     await store.aclose()

@@ -211,14 +211,21 @@ class RedisStore(RedisInspection, Store):
     ) -> ClaimBatch:
         k = self.keys(queue)
         keys = [k.ready, k.due, k.running, k.task_prefix, k.wake, k.idle, k.inbox(worker)]
+        # A hand-off popped by a wait given up is this worker's already: it takes a slot.
+        late = await self._late(queue, worker)
         try:
             offering = offer_ms is not None and self.hands_off
+            limit = limit if late is None else max(0, limit - 1)
             args = [limit, lease_ms, worker, 1 if offering else 0, offer_ms or 0]
             before = time.monotonic()
             reply = await self._run("claim", keys, args)
             if offering:
                 self._offered[(queue, worker)] = (before, int(reply[3]))
-        except ReplicationShortfall as e:
+        except BaseException as e:
+            if late is not None:  # still ours: the next wait or claim returns it
+                self._abandoned[(queue, worker)] = _resolved([k.inbox(worker), late])
+            if not isinstance(e, ReplicationShortfall):
+                raise
             # The claims exist on the primary only. Handed out, they could run twice after a
             # failover; kept, they would burn an attempt each. Given back, they cost nothing.
             unsure = _claims(e.reply)
@@ -227,9 +234,10 @@ class RedisStore(RedisInspection, Store):
                     await self.release(queue, unsure)
             raise
         next_due = int(reply[0])
-        return ClaimBatch(
-            _claims(reply), None if next_due < 0 else next_due, int(reply[1]), int(reply[2])
-        )
+        claims = _claims(reply)
+        if late is not None:
+            claims.insert(0, _handed(late, int(reply[3])))
+        return ClaimBatch(claims, None if next_due < 0 else next_due, int(reply[1]), int(reply[2]))
 
     async def wait(self, queue: str, timeout: float) -> bool:
         key = self.keys(queue).wake
@@ -469,6 +477,12 @@ def _claims(reply: list[Any]) -> list[Claim]:
         )
         for j in range(4, len(reply), 6)
     ]
+
+
+def _resolved(value: Any) -> asyncio.Future[Any]:
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    done.set_result(value)
+    return done
 
 
 def _ignore(reply: asyncio.Future[Any]) -> None:
