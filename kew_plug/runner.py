@@ -54,7 +54,8 @@ class Runner:
         if envelope is None or not await self._admit(claim):
             return
         fn, args, kwargs, timeout = envelope
-        await run_hooks("start", self.hooks["start"], event)
+        if self.hooks["start"]:  # no coroutine to make and await when nobody listens
+            await run_hooks("start", self.hooks["start"], event)
         # Each asyncio task has its own context copy, so this is visible only to this task
         # (and to its thread, which runs in a copy of this context).
         set_current(
@@ -83,8 +84,9 @@ class Runner:
         await self._breaker_says(True)
         self.outbox.put(Outcome(claim.id, claim.token, OutcomeKind.COMPLETE, result=blob))
         self.stats.completed += 1
-        done = TaskEvent(claim.id, claim.attempt, claim.max_attempts, duration, result=result)
-        await run_hooks("complete", self.hooks["complete"], done)
+        if self.hooks["complete"]:
+            done = TaskEvent(claim.id, claim.attempt, claim.max_attempts, duration, result=result)
+            await run_hooks("complete", self.hooks["complete"], done)
 
     async def _decode(self, claim: Claim, event: TaskEvent) -> tuple[Any, Any, Any, Any] | None:
         """The task envelope (fn, args, kwargs, timeout), or None after dead-lettering it:
@@ -242,6 +244,8 @@ class Runner:
 async def _awaited(aw: Awaitable[Any], timeout: float | None) -> Any:
     """Await a task's coroutine within its timeout; TaskTimeout names the limit and chains
     the cancellation, so the traceback shows where the coroutine was when time ran out."""
+    if timeout is None:  # no scope to enter and leave (two more coroutines) on every task
+        return await aw
     try:
         async with asyncio.timeout(None if timeout is None else max(0.0, timeout)) as scope:
             return await aw

@@ -295,7 +295,17 @@ class Worker:
         got: list[Wakeup] = []
 
         async def waiting() -> None:
-            got.append(await store.wait_handed(q, self.id, timeout))
+            wakeup = await store.wait_handed(q, self.id, timeout)
+            got.append(wakeup)
+            # Started here, the moment the store answers, rather than a turn of the loop
+            # later, once the wait below has noticed: a hand-off's pickup is that much
+            # shorter.
+            now, wall = time.monotonic(), time.time()
+            self.stats.handed += len(wakeup.claims)
+            for claim in wakeup.claims:
+                # The lease began when the store handed it over: count from there, never later.
+                at = wakeup.at - claim.age_ms / 1000
+                self._start(runner, claim, at, wall - (now - at))
 
         failure = await self._until(waiting(), None, self._wake)
         if failure is not None:
@@ -305,12 +315,6 @@ class Worker:
         self._wait_backoff.ok()
         if not got or not got[0].claims:
             return 0
-        now, wall = time.monotonic(), time.time()
-        self.stats.handed += len(got[0].claims)
-        for claim in got[0].claims:
-            # The lease began when the store handed it over: count from there, never later.
-            at = got[0].at - claim.age_ms / 1000
-            self._start(runner, claim, at, wall - (now - at))
         return offered - len(got[0].claims)
 
     async def _breaker_limit(self, breaker: Breaker, gate: Backoff) -> tuple[int, bool] | None:
