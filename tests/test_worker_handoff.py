@@ -26,10 +26,14 @@ async def test_tasks_submitted_to_a_waiting_worker_are_handed_to_it(
     worker.stop()
     await run
     assert worker.stats.completed == 21
-    # Each later task was submitted while the worker waited (its offer is renewed by the
-    # claim it makes right after a hand-off, before that task's result can be read): all
-    # handed over, where the store can.
-    assert worker.stats.handed == (20 if queue.store.hands_off else 0)
+    # Each later task was submitted while the worker waited. A handed task starts inside
+    # the wait that received it, so its result can be read before the worker renews an
+    # offer whose slots that hand-off used up (every 4th, concurrency 4): the next submit
+    # may then find no offer and be claimed instead. Every other one is handed over.
+    if queue.store.hands_off:
+        assert 20 - 20 // 4 <= worker.stats.handed <= 20
+    else:
+        assert worker.stats.handed == 0
     await queue.aclose()
 
 
