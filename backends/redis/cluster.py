@@ -10,7 +10,7 @@ of that primary."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
@@ -112,13 +112,19 @@ class ClusterRouter:
             raise rex.SlotNotCoveredError(f"no primary serves the slot of {key!r}")
         return node
 
-    async def _pipe_for(self, key: str) -> Pipe:
-        node = await self._node_for(key)
+    def _pipe(self, node: ClusterNode) -> Pipe:
         pipe = self._pipes.get(node.name)
         if pipe is None:
             pipe = Pipe(_node_url(node, *self._auth), timeout=self.timeout)
             self._pipes[node.name] = pipe
         return pipe
+
+    def _pool(self, node: ClusterNode) -> Blocking:
+        pool = self._blocking.get(node.name)
+        if pool is None:
+            pool = Blocking(_node_url(node, *self._auth), self.timeout)
+            self._blocking[node.name] = pool
+        return pool
 
     async def refresh(self) -> None:
         try:
@@ -132,10 +138,23 @@ class ClusterRouter:
     async def send(self, key: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run `commands` back to back on the connection to `key`'s primary; their replies
         in order. Any error fails the call (the first one is raised)."""
+        result: list[Any] = await self._routed(
+            key, lambda node: self._pipe(node).execute_all(commands)
+        )
+        return result
+
+    async def call_blocking(
+        self, key: str, args: tuple[Any, ...], blocks: float, abandoned: Abandoned
+    ) -> Any:
+        """A blocking command on `key`'s primary (see `Blocking.call`)."""
+        return await self._routed(key, lambda node: self._pool(node).call(args, blocks, abandoned))
+
+    async def _routed(self, key: str, op: Callable[[ClusterNode], Awaitable[Any]]) -> Any:
+        """`op` on `key`'s primary, resent after a redirect."""
         for attempt in range(REDIRECTS + 1):
-            pipe = await self._pipe_for(key)
+            node = await self._node_for(key)
             try:
-                return await pipe.execute_all(commands)
+                return await op(node)
             except rex.ResponseError as e:
                 redirect = str(e).startswith(("MOVED", "ASK"))
                 if not redirect or attempt == REDIRECTS:
@@ -143,27 +162,6 @@ class ClusterRouter:
                 self._stale = True
             except (rex.ConnectionError, OSError):
                 # The node may be gone for good (failover): learn the new map next time.
-                self._stale = True
-                raise
-        raise AssertionError("unreachable")
-
-    async def call_blocking(
-        self, key: str, args: tuple[Any, ...], blocks: float, abandoned: Abandoned
-    ) -> Any:
-        """A blocking command on `key`'s primary (see `Blocking.call`)."""
-        for attempt in range(REDIRECTS + 1):
-            node = await self._node_for(key)
-            pool = self._blocking.get(node.name)
-            if pool is None:
-                pool = Blocking(_node_url(node, *self._auth), self.timeout)
-                self._blocking[node.name] = pool
-            try:
-                return await pool.call(args, blocks, abandoned)
-            except rex.ResponseError as e:
-                if not str(e).startswith(("MOVED", "ASK")) or attempt == REDIRECTS:
-                    raise
-                self._stale = True
-            except (rex.ConnectionError, OSError):
                 self._stale = True
                 raise
         raise AssertionError("unreachable")
