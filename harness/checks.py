@@ -5,6 +5,7 @@ can test them."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -252,13 +253,23 @@ def check_priority_order(v: View) -> Finding:
     """Tasks enqueued in one call are ready together; a store claims highest priority first.
     Claim times are taken by workers before each claim is sent, so a lower-priority task may
     appear claimed first only through claims already in flight: at most one per worker per
-    queue, each of at most `concurrency` tasks. More than that is an ordering violation."""
+    queue, each of at most `concurrency` tasks. More than that is an ordering violation.
+    A task whose first claim its worker handed back unstarted (the breaker refused it, or
+    the worker stopped) was ready again only from then on: its first run is not its first
+    claim, so it is left out, by the worker's word, not the store's."""
     tolerance = v.run.concurrency * max(1, len(v.workers))
+    released: dict[str, float] = {}
+    for r in v.by_event[Ev.RELEASED]:
+        released[r["id"]] = min(r["t"], released.get(r["id"], r["t"]))
     groups: dict[tuple[int, int, int], list[tuple[float, int]]] = defaultdict(list)
+    skipped = 0
     for task_id, sub in v.submitted.items():
         runs = v.runs.get(task_id)
         if not runs or sub.get("d") or "r" not in sub or runs[0]["a"] != 1:
             continue  # deferred, or its first claim is unknown (killed before it ran)
+        if released.get(task_id, math.inf) <= runs[0]["t"]:
+            skipped += 1
+            continue
         i = int(task_id.rsplit("-", 1)[1])
         key = (sub["p"], sub.get("b", 0), i % v.run.queues)
         groups[key].append((runs[0].get("c", runs[0]["t"]), sub["r"]))
@@ -271,7 +282,13 @@ def check_priority_order(v: View) -> Finding:
         for _, prio in group:
             worst = max(worst, sum(n for p, n in seen.items() if p < prio))
             seen[prio] += 1
-    f = Finding({"priority_inversions": worst, "priority_tolerance": tolerance})
+    f = Finding(
+        {
+            "priority_inversions": worst,
+            "priority_tolerance": tolerance,
+            "priority_released_first": skipped,
+        }
+    )
     if worst > tolerance:
         f.failures.append(
             f"priority_order: a task started after {worst} lower-priority tasks that were "

@@ -18,6 +18,7 @@ class Ev(StrEnum):
     OK = "ok"  # a body returned: id, a, k, v (value)
     DEAD = "dead"  # the worker's hook saw the task die: id, a, err
     STALE = "stale"  # a settlement was refused as stale: id, k
+    RELEASED = "rel"  # the worker handed a claim back unfinished (breaker, stop): id, k
     CALL = "call"  # a downstream call of the breaker scenario: id, k, ok
     BREAKER_OPEN = "bopen"  # this process's breaker tripped
     PROBE = "probe"  # a half-open probe was granted here

@@ -24,6 +24,7 @@ CHECK_ROWS = {
     "keys_without_ttl": True,
     "ttl_too_long": True,
     "priority_inversions": True,
+    "priority_released_first": False,
     "redelivered": False,
     "retried": False,
     "stale_settlements": False,

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from kew_plug.backoff import Backoff
+from kew_plug.hooks import Hook, TaskEvent, run_hooks
 from kew_plug.interfaces import Store
 from kew_plug.models import Claim
 from kew_plug.stats import WorkerStats
@@ -28,11 +29,13 @@ class LeaseBook:
         lease_ms: int,
         stats: WorkerStats,
         on_lost: Callable[[Claim], None] = lambda claim: None,
+        on_release: list[Hook] | None = None,
     ) -> None:
         """`on_lost` hears of each claim whose lease was lost while its task ran (it expired
-        and was recovered, or the task was cancelled): its result would be refused."""
+        and was recovered, or the task was cancelled): its result would be refused.
+        `on_release` hooks hear of each claim handed back unfinished."""
         self.store, self.queue, self.lease_ms, self.stats = store, queue, lease_ms, stats
-        self.on_lost = on_lost
+        self.on_lost, self.on_release = on_lost, on_release or []
         self._held: dict[str, Claim] = {}
         self._deadline: dict[str, float] = {}
         self._stopped = False
@@ -114,6 +117,12 @@ class LeaseBook:
             self.drop(c.id, c.token)
         if not claims:
             return
+        # Heard before the store call: the claims are given up either way (if the call fails,
+        # their leases expire and recovery hands them back).
+        for c in claims:
+            if self.on_release:
+                event = TaskEvent(c.id, c.attempt, c.max_attempts, token=c.token)
+                await run_hooks("release", self.on_release, event)
         try:
             released = await self.store.release(self.queue, claims)
         except Exception as e:  # a store failure must never kill the worker loop

@@ -61,10 +61,12 @@ class Worker:
     - `wait_timeout` (1.0 s): the longest an idle worker blocks in `Store.wait` before it
       claims again (a wake-up usually comes much sooner). At least 0.001 s.
     - `retry` (`RetryPolicy()`): backoff between failed attempts.
-    - `on_start`, `on_complete`, `on_fail`, `on_stale`: hooks (plain or async callables
-      taking a `TaskEvent`); one that raises is logged and ignored. `on_fail` gets each
-      failed attempt with its error, traceback and whether it will be retried; `on_stale`
-      a settlement refused because the lease had been lost.
+    - `on_start`, `on_complete`, `on_fail`, `on_stale`, `on_release`: hooks (plain or async
+      callables taking a `TaskEvent`); one that raises is logged and ignored. `on_fail` gets
+      each failed attempt with its error, traceback and whether it will be retried;
+      `on_stale` a settlement refused because the lease had been lost; `on_release` each
+      claim handed back unfinished, its attempt not counted (the breaker refused it, or the
+      worker stopped), so that the task runs again from the queue.
     - `name`: this worker's id in the store (default `host:pid:random`).
     - `executor` ("thread"): where plain (sync) functions run; coroutines always run on the
       loop. "thread": daemon threads; a task past its timeout fails at once and its thread,
@@ -88,6 +90,7 @@ class Worker:
         on_complete: list[Hook] | None = None,
         on_fail: list[Hook] | None = None,
         on_stale: list[Hook] | None = None,
+        on_release: list[Hook] | None = None,
         name: str | None = None,
         executor: str = "thread",
     ) -> None:
@@ -112,6 +115,7 @@ class Worker:
             "complete": _hooks("on_complete", on_complete),
             "fail": _hooks("on_fail", on_fail),
             "stale": _hooks("on_stale", on_stale),
+            "release": _hooks("on_release", on_release),
         }
         if name is not None:
             validate.name("worker name", name)
@@ -129,7 +133,9 @@ class Worker:
         self._stop = asyncio.Event()
         self._waiters: dict[asyncio.Event, asyncio.Future[Any]] = {}
         self._finishing = False
-        self._book = LeaseBook(queue.store, queue.name, self.lease_ms, self.stats, self._lost)
+        self._book = LeaseBook(
+            queue.store, queue.name, self.lease_ms, self.stats, self._lost, self.hooks["release"]
+        )
         self._outbox = Outbox(
             queue.store, queue.name, self._book, self.stats, self.hooks["stale"], self._settled
         )
@@ -449,11 +455,11 @@ class Worker:
         store, q = self.queue.store, self.queue.name
         try:
             untaken = await store.withdraw(q, self.id)
-            if untaken:
-                await store.release(q, untaken)
         except Exception as e:  # stopping goes on; the leases are the fallback
             self.stats.store_errors += 1
             log.warning("could not withdraw the hand-off offer of worker %s: %s", self.id, e)
+            return
+        await self._book.release(untaken)
 
 
 def _seconds(kind: str, value: object, minimum: float) -> float:

@@ -217,3 +217,27 @@ def test_priority_order_respected_passes() -> None:
         records += ran(task_id, 1.0 + n / 100, n + 1)
     checks, failures = check(records, concurrency=16)
     assert checks["priority_inversions"] == 0 and failures == []
+
+
+def test_priority_task_handed_back_by_its_worker_is_not_an_inversion() -> None:
+    # The first priority-2 task's first claim was refused by the breaker and released: it
+    # was ready again only then, and ran last. Without the worker's release record, the
+    # same ledger is an inversion (it started after 60 lower-priority tasks).
+    records = hello(WORKER_A)
+    order = sorted(range(90), key=lambda i: (-(i % 3), i))
+    order.remove(2)
+    order.append(2)
+    for n, i in enumerate(order):
+        task_id = f"ns-{i}"
+        records.append(rec("int", 0.0, SUBMITTER, id=task_id))
+        records.append(rec("sub", 0.0, SUBMITTER, id=task_id, x=7, d=0.0, f=0, r=i % 3, b=0))
+        records += ran(task_id, 1.0 + n / 100, n + 1)
+    checks, failures = check(records, concurrency=16)
+    assert checks["priority_inversions"] == 60 and categories(failures) == {"priority_order"}
+    released = [*records, rec("rel", 0.5, WORKER_A, id="ns-2", k=0)]
+    checks, failures = check(released, concurrency=16)
+    assert failures == [] and checks["priority_released_first"] == 1
+    # A release after the task's first run (a stop cancelled it mid-run) excuses nothing.
+    late = [*records, rec("rel", 2.0, WORKER_A, id="ns-2", k=0)]
+    checks, failures = check(late, concurrency=16)
+    assert categories(failures) == {"priority_order"}

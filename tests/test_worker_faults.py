@@ -19,6 +19,7 @@ from kew_plug import (
     Outcome,
     OutcomeKind,
     Queue,
+    TaskEvent,
     TaskFailed,
     TaskState,
     Worker,
@@ -245,7 +246,8 @@ async def test_graceful_stop_releases_blocked_claims(
     try:
         quick = await q.submit(add, (2, 2), priority=5)
         handles = [await q.submit(gated, (key, i)) for i in range(n)]
-        w = fast(q, concurrency=n + 1, shutdown_timeout=0.1)
+        handed_back: list[TaskEvent] = []
+        w = fast(q, concurrency=n + 1, shutdown_timeout=0.1, on_release=[handed_back.append])
         run = asyncio.create_task(w.run())
         await eventually(
             lambda: _sum(f"{key}:start:{i}" for i in range(n)), lambda s: s == n, within=5
@@ -254,6 +256,7 @@ async def test_graceful_stop_releases_blocked_claims(
         w.stop()
         stats = await asyncio.wait_for(run, 5)
         assert stats.released == n
+        assert sorted(e.task_id for e in handed_back) == sorted(h.id for h in handles)
         assert stats.completed == 1
         for h in handles:
             record = await record_for(store, queue_name, h.id)

@@ -296,12 +296,17 @@ async def test_a_failing_breaker_neither_kills_the_worker_nor_loses_tasks(key: s
     breaker = ChaosBreaker()
     q = Queue("memory", breaker=breaker, name="chaos-breaker")
     handles = [await q.submit(slow_count, (f"{key}:{i}", 0.0)) for i in range(6)]
-    worker = fast(q, concurrency=2)
+    handed_back: list[TaskEvent] = []
+    worker = fast(q, concurrency=2, on_release=[handed_back.append])
     await asyncio.wait_for(worker.drain(), 30)
     assert breaker.left.total() == 0
     assert [await h.result(timeout=5) for h in handles] == [f"{key}:{i}" for i in range(6)]
     assert all(COUNTS[f"{key}:{i}"] == 1 for i in range(6))
     assert worker.stats.store_errors == sum(BREAKER_FAILURES.values())
+    # Each claim refused by a failing allow() was handed back unstarted, attempt not counted.
+    assert len(handed_back) == BREAKER_FAILURES["allow"] == worker.stats.released
+    assert {e.task_id for e in handed_back} <= {h.id for h in handles}
+    assert all(e.attempt == 1 and e.token for e in handed_back)
 
 
 # -- recovery ---------------------------------------------------------------------------------
