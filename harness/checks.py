@@ -92,11 +92,17 @@ class View:
         failed = {(r["id"], r["k"]) for r in self.by_event[Ev.ERROR]}
         failed |= {(r["id"], r["k"]) for r in self.by_event[Ev.CALL] if not r["ok"]}
         self.failed_tokens = failed
+        # Claims whose worker saw its own lease run out before it could renew or settle:
+        # by the worker's clock, not the store's word.
+        self.lapsed_tokens = {(r["id"], r["k"]) for r in self.by_event[Ev.LAPSED]}
         self.runs: dict[str, list[Record]] = defaultdict(list)
         for r in self.by_event[Ev.RUN]:
             self.runs[r["id"]].append(r)
+        # In the order the bodies started, on the one clock of this machine: a claim time
+        # handed over through the store maps the store's clock onto the worker's, and a
+        # stall while that call was out skews it by the stall's length.
         for lst in self.runs.values():
-            lst.sort(key=lambda r: (r.get("c", r["t"]), r["t"]))
+            lst.sort(key=lambda r: r["t"])
 
     @cached_property
     def dead(self) -> dict[str, str]:
@@ -138,10 +144,12 @@ def _explained(v: View, prev: Record, nxt: Record) -> bool:
 
 
 def check_reruns(v: View) -> Finding:
-    """Every rerun needs a cause: a planned failure (retried), or an injected fault near it
-    (redelivered). Anything else, lease expiry included, is a duplicate: with no fault a
-    lease must hold, since workers renew it."""
-    retried = redelivered = 0
+    """Every rerun needs a cause: a planned failure (retried), an injected fault near it
+    (redelivered), or a lease its worker could not hold: the worker saw, by its own clock,
+    its lease run out before a renewal or the settlement was confirmed (a process or the
+    whole machine stalled under load). Anything else is a duplicate: a lease the worker
+    renewed in time must hold, whatever the store says."""
+    retried = redelivered = lapsed = 0
     duplicated: list[str] = []
     for task_id, lst in v.runs.items():
         for prev, nxt in pairwise(lst):
@@ -149,9 +157,20 @@ def check_reruns(v: View) -> Finding:
                 retried += 1
             elif _explained(v, prev, nxt):
                 redelivered += 1
+            elif {(task_id, prev["k"]), (task_id, nxt["k"])} & v.lapsed_tokens:
+                # Either claim's lease lapsed: a worker that stalled before its body began
+                # starts after the rerun it made possible.
+                lapsed += 1
             else:
                 duplicated.append(task_id)
-    f = Finding({"duplicated": len(duplicated), "redelivered": redelivered, "retried": retried})
+    f = Finding(
+        {
+            "duplicated": len(duplicated),
+            "redelivered": redelivered,
+            "retried": retried,
+            "rerun_after_lapse": lapsed,
+        }
+    )
     if duplicated:
         f.failures.append(
             f"duplicated: {len(duplicated)} executions repeated a task with no fault to "
@@ -187,8 +206,16 @@ def check_wrong_results(v: View) -> Finding:
 
 
 def check_dead(v: View) -> Finding:
-    dead = v.dead
-    f = Finding({"dead": len(dead)}, details={"dead_tasks": dict(sorted(dead.items())[:20])})
+    """Tasks that ended dead. One whose lease a worker could not hold (it saw the lease run
+    out by its own clock, as when the machine stalls) may have used up its attempts that
+    way, as the store must then decide: reported, not failed."""
+    lapsed = {task_id for task_id, _ in v.lapsed_tokens}
+    after_lapse = {i for i in v.dead if i in lapsed}
+    dead = {i: why for i, why in v.dead.items() if i not in after_lapse}
+    f = Finding(
+        {"dead": len(dead), "dead_after_lapse": len(after_lapse)},
+        details={"dead_tasks": dict(sorted(v.dead.items())[:20])},
+    )
     if dead:
         first = sorted(dead)[0]
         f.failures.append(f"dead: {len(dead)} tasks ended dead (e.g. {first}: {dead[first]})")
@@ -308,7 +335,8 @@ def check_worker_counts(v: View) -> Finding:
 def check_scenario(v: View) -> Finding:
     if v.run.scenario == "retry":
         disrupted = any(f["kind"] in DISRUPTIVE for f in v.run.faults)
-        return retry_check(v.submitted, v.runs, v.ok, v.failed_tokens, disrupted)
+        lapsed = frozenset(task_id for task_id, _ in v.lapsed_tokens)
+        return retry_check(v.submitted, v.runs, v.ok, v.failed_tokens, disrupted, lapsed)
     if v.run.scenario == "deferred":
         return deferred_check(v.records, v.submitted, v.runs)
     if v.run.scenario == "cancel":

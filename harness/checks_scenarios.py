@@ -22,10 +22,12 @@ def retry_check(
     ok: dict[str, list[Record]],
     failed_tokens: set[tuple[str, int]],
     disrupted: bool = False,
+    lapsed: frozenset[str] = frozenset(),
 ) -> Finding:
     """Each planned-failure task ends after exactly its planned attempts (at least those,
-    when `disrupted`: a kill or a lost lease costs an attempt too), and no retry starts
-    before the backoff floor (ceiling minus full jitter)."""
+    when `disrupted`, or for a task in `lapsed`: a kill, or a lease its worker could not
+    hold, costs an attempt too), and no retry starts before the backoff floor (ceiling
+    minus full jitter)."""
     from harness.checks import Finding
 
     wrong_attempts = backoff_short = 0
@@ -33,7 +35,8 @@ def retry_check(
         if not sub["f"] or task_id not in ok:
             continue
         final = ok[task_id][-1]["a"]
-        wrong_attempts += final < sub["f"] + 1 or (final != sub["f"] + 1 and not disrupted)
+        extra_allowed = disrupted or task_id in lapsed
+        wrong_attempts += final < sub["f"] + 1 or (final != sub["f"] + 1 and not extra_allowed)
         for prev, nxt in pairwise(runs[task_id]):
             if (task_id, prev["k"]) in failed_tokens:
                 ceiling = min(

@@ -283,6 +283,9 @@ async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
     def on_release(ev: TaskEvent) -> None:
         ledger.write(Ev.RELEASED, id=ev.task_id, k=ev.token)
 
+    def on_lapse(ev: TaskEvent) -> None:
+        ledger.write(Ev.LAPSED, id=ev.task_id, k=ev.token)
+
     worker = Worker(
         q,
         concurrency=spec.concurrency,
@@ -291,6 +294,7 @@ async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
         on_fail=[on_fail],
         on_stale=[on_stale],
         on_release=[on_release],
+        on_lapse=[on_lapse],
         # Shorter than a long task, so a graceful stop mid-run hands claims back (release).
         shutdown_timeout=min(5.0, spec.lease / 2),
         recover_interval=min(1.0, spec.lease / 4),

@@ -19,6 +19,7 @@ class Ev(StrEnum):
     DEAD = "dead"  # the worker's hook saw the task die: id, a, err
     STALE = "stale"  # a settlement was refused as stale: id, k
     RELEASED = "rel"  # the worker handed a claim back unfinished (breaker, stop): id, k
+    LAPSED = "lapse"  # the worker's lease on claim k ran out by its own clock: id, k
     CALL = "call"  # a downstream call of the breaker scenario: id, k, ok
     BREAKER_OPEN = "bopen"  # this process's breaker tripped
     PROBE = "probe"  # a half-open probe was granted here

@@ -26,6 +26,8 @@ CHECK_ROWS = {
     "priority_inversions": True,
     "priority_released_first": False,
     "redelivered": False,
+    "rerun_after_lapse": False,
+    "dead_after_lapse": False,
     "retried": False,
     "stale_settlements": False,
     "released": False,

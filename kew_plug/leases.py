@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -30,14 +31,22 @@ class LeaseBook:
         stats: WorkerStats,
         on_lost: Callable[[Claim], None] = lambda claim: None,
         on_release: list[Hook] | None = None,
+        on_lapse: Callable[[Claim, float], None] = lambda claim, late: None,
     ) -> None:
         """`on_lost` hears of each claim whose lease was lost while its task ran (it expired
         and was recovered, or the task was cancelled): its result would be refused.
-        `on_release` hooks hear of each claim handed back unfinished."""
+        `on_release` hooks hear of each claim handed back unfinished. `on_lapse` hears of
+        each claim whose lease ran out by our own clock before a renewal or its settlement
+        was confirmed (with how late, s): this process stalled, or the store answered too
+        slowly, and the task may run again elsewhere through no fault of the store."""
         self.store, self.queue, self.lease_ms, self.stats = store, queue, lease_ms, stats
-        self.on_lost, self.on_release = on_lost, on_release or []
+        self.on_lost, self.on_release, self.on_lapse = on_lost, on_release or [], on_lapse
         self._held: dict[str, Claim] = {}
         self._deadline: dict[str, float] = {}
+        # Per held claim, when its lease runs out by our clock: from the moment the claim
+        # or the last confirmed renewal was sent (the store's own deadline is later).
+        self._lease_end: dict[str, float] = {}
+        self._lapses: set[tuple[str, int]] = set()  # claims whose lapse was heard already
         self._stopped = False
 
     def __bool__(self) -> bool:
@@ -45,8 +54,14 @@ class LeaseBook:
 
     def add(self, claim: Claim, claimed_at: float) -> None:
         """`claimed_at` is taken before the claim call: the store's deadline is later."""
+        old = self._held.get(claim.id)
+        if old is not None and old.token != claim.token:
+            # Handed to us anew while our earlier claim of it was unsettled (its outcome
+            # stuck behind a stall): that claim is over, and it may have lapsed.
+            self._lapsed(old, self._lease_end.get(claim.id, math.inf), time.monotonic())
+            self._lapses.discard((old.id, old.token))
         self._held[claim.id] = claim
-        self._deadline[claim.id] = claimed_at + self.lease_ms / 1000
+        self._deadline[claim.id] = self._lease_end[claim.id] = claimed_at + self.lease_ms / 1000
 
     def startable(self, task_id: str) -> bool:
         """False when the lease is (about to be) over before the task began: another worker
@@ -65,7 +80,16 @@ class LeaseBook:
         if held is None or (token is not None and held.token != token):
             return None
         self._deadline.pop(task_id, None)
+        self._lapsed(held, self._lease_end.pop(task_id, math.inf), time.monotonic())
+        self._lapses.discard((task_id, held.token))
         return self._held.pop(task_id)
+
+    def _lapsed(self, claim: Claim, lease_end: float, confirmed: float) -> None:
+        """Heard once per claim, though a late renewal may be followed by a late settle."""
+        if confirmed > lease_end and (claim.id, claim.token) not in self._lapses:
+            self._lapses.add((claim.id, claim.token))
+            self.stats.lapsed += 1
+            self.on_lapse(claim, confirmed - lease_end)
 
     def held_except(self, ids: set[str]) -> list[Claim]:
         return [c for c in self._held.values() if c.id not in ids]
@@ -92,17 +116,23 @@ class LeaseBook:
                 pause = min(backoff.failed(e), renew_every / 2)
                 continue
             backoff.ok()
+            confirmed = time.monotonic()
             in_settlement = settling()
             for claim, ok in zip(claims, held, strict=True):
                 # Meanwhile the claim may have been settled, and the task (a retry) claimed
                 # again under a new token: the verdict is about the old claim only.
                 if self._held.get(claim.id) is not claim:
                     continue
+                self._lapsed(claim, self._lease_end.get(claim.id, math.inf), confirmed)
+                if ok:
+                    self._lease_end[claim.id] = sent + self.lease_ms / 1000
                 if ok and claim.id in self._deadline:
                     self._deadline[claim.id] = sent + self.lease_ms / 1000
                 if ok or claim.id in in_settlement:
                     continue
                 del self._held[claim.id]
+                self._lease_end.pop(claim.id, None)
+                self._lapses.discard((claim.id, claim.token))
                 self.stats.stale += 1
                 running = claim.id in self._deadline
                 self._deadline.pop(claim.id, None)

@@ -23,3 +23,4 @@ class WorkerStats:
     abandoned_threads: int = 0  # sync tasks past their timeout whose thread runs on (daemon)
     killed_processes: int = 0  # task processes killed at a timeout (executor="process")
     cancelled: int = 0  # running tasks stopped because their lease was lost (or cancelled)
+    lapsed: int = 0  # claims whose lease ran out by our clock before renewal (we stalled)

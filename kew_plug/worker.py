@@ -21,7 +21,7 @@ from kew_plug import validate
 from kew_plug.backoff import Backoff
 from kew_plug.errors import InvalidArgument
 from kew_plug.executors import make_executor
-from kew_plug.hooks import Hook
+from kew_plug.hooks import Hook, TaskEvent, run_hooks
 from kew_plug.interfaces import Breaker, BreakerState
 from kew_plug.leases import LeaseBook, recover_loop
 from kew_plug.models import Claim, Wakeup
@@ -61,12 +61,15 @@ class Worker:
     - `wait_timeout` (1.0 s): the longest an idle worker blocks in `Store.wait` before it
       claims again (a wake-up usually comes much sooner). At least 0.001 s.
     - `retry` (`RetryPolicy()`): backoff between failed attempts.
-    - `on_start`, `on_complete`, `on_fail`, `on_stale`, `on_release`: hooks (plain or async
-      callables taking a `TaskEvent`); one that raises is logged and ignored. `on_fail` gets
-      each failed attempt with its error, traceback and whether it will be retried;
-      `on_stale` a settlement refused because the lease had been lost; `on_release` each
-      claim handed back unfinished, its attempt not counted (the breaker refused it, or the
-      worker stopped), so that the task runs again from the queue.
+    - `on_start`, `on_complete`, `on_fail`, `on_stale`, `on_release`, `on_lapse`: hooks
+      (plain or async callables taking a `TaskEvent`); one that raises is logged and
+      ignored. `on_fail` gets each failed attempt with its error, traceback and whether it
+      will be retried; `on_stale` a settlement refused because the lease had been lost;
+      `on_release` each claim handed back unfinished, its attempt not counted (the breaker
+      refused it, or the worker stopped), so that the task runs again from the queue;
+      `on_lapse` each claim whose lease ran out by this worker's own clock before a renewal
+      or its settlement was confirmed (the process stalled, or the store answered too
+      slowly: the task may run again elsewhere; `error` says how late).
     - `name`: this worker's id in the store (default `host:pid:random`).
     - `executor` ("thread"): where plain (sync) functions run; coroutines always run on the
       loop. "thread": daemon threads; a task past its timeout fails at once and its thread,
@@ -91,6 +94,7 @@ class Worker:
         on_fail: list[Hook] | None = None,
         on_stale: list[Hook] | None = None,
         on_release: list[Hook] | None = None,
+        on_lapse: list[Hook] | None = None,
         name: str | None = None,
         executor: str = "thread",
     ) -> None:
@@ -116,6 +120,7 @@ class Worker:
             "fail": _hooks("on_fail", on_fail),
             "stale": _hooks("on_stale", on_stale),
             "release": _hooks("on_release", on_release),
+            "lapse": _hooks("on_lapse", on_lapse),
         }
         if name is not None:
             validate.name("worker name", name)
@@ -134,8 +139,15 @@ class Worker:
         self._waiters: dict[asyncio.Event, asyncio.Future[Any]] = {}
         self._finishing = False
         self._book = LeaseBook(
-            queue.store, queue.name, self.lease_ms, self.stats, self._lost, self.hooks["release"]
+            queue.store,
+            queue.name,
+            self.lease_ms,
+            self.stats,
+            self._lost,
+            self.hooks["release"],
+            self._lapsed,
         )
+        self._hook_calls: set[asyncio.Task[None]] = set()
         self._outbox = Outbox(
             queue.store, queue.name, self._book, self.stats, self.hooks["stale"], self._settled
         )
@@ -408,6 +420,17 @@ class Worker:
         if task is not None:
             self.stats.cancelled += 1
             task.cancel()
+
+    def _lapsed(self, claim: Claim, late: float) -> None:
+        why = f"lease ran out {late:.3f} s before a renewal or settlement was confirmed"
+        log.warning("%s of task %s: this process stalled or the store answered late", why, claim.id)
+        if self.hooks["lapse"]:
+            event = TaskEvent(
+                claim.id, claim.attempt, claim.max_attempts, error=why, token=claim.token
+            )
+            call = asyncio.ensure_future(run_hooks("lapse", self.hooks["lapse"], event))
+            self._hook_calls.add(call)  # held until done: the loop keeps only weak references
+            call.add_done_callback(self._hook_calls.discard)
 
     def _finished(self, claim: Claim, task: asyncio.Task[None]) -> None:
         # By identity: while this task ran its hooks, its retry may have been claimed anew.

@@ -56,6 +56,23 @@ def test_unexplained_repeat_is_duplicated() -> None:
     assert checks["duplicated"] == 1 and categories(failures) == {"duplicated"}
 
 
+def test_rerun_after_a_lease_its_worker_could_not_hold_is_not_a_duplicate() -> None:
+    records = submitted("a") + ran("a", 1, 1) + ran("a", 1.5, 2, WORKER_B)
+    # The first worker saw its own lease on token 1 run out (it stalled): explained.
+    lapsed = [*records, rec("lapse", 1.6, WORKER_A, id="a", k=1)]
+    checks, failures = check(lapsed)
+    assert failures == [] and checks["rerun_after_lapse"] == 1
+    # A worker that stalled before its body began starts after the rerun its lapse made
+    # possible: the lapse of either claim explains the pair.
+    other = [*records, rec("lapse", 1.6, WORKER_B, id="a", k=2)]
+    checks, failures = check(other)
+    assert failures == [] and checks["rerun_after_lapse"] == 1
+    # A lapse of some other claim of the task explains nothing about these two.
+    unrelated = [*records, rec("lapse", 1.6, WORKER_B, id="a", k=3)]
+    checks, failures = check(unrelated)
+    assert checks["duplicated"] == 1 and categories(failures) == {"duplicated"}
+
+
 def test_execution_nobody_submitted_is_unexpected() -> None:
     checks, failures = check(submitted("a") + ran("a", 1, 1) + ran("ghost", 1, 2))
     assert checks["unexpected"] == 1 and "unexpected" in categories(failures)
@@ -129,6 +146,24 @@ def test_planned_failure_then_retry_is_retried() -> None:
     assert (checks["retried"], checks["duplicated"], failures) == (1, 0, [])
 
 
+def test_an_attempt_lost_to_a_lapsed_lease_is_allowed_by_the_retry_scenario() -> None:
+    # Planned to fail once: attempt 1 fails, attempt 2's lease lapses (its worker stalled)
+    # and is recovered, attempt 3 completes.
+    records = [
+        rec("int", 0.0, SUBMITTER, id="a"),
+        rec("sub", 0.0, SUBMITTER, id="a", x=7, d=0.0, f=1),
+        rec("run", 1.0, id="a", a=1, k=1),
+        rec("err", 1.0, id="a", a=1, k=1),
+        rec("run", 1.2, id="a", a=2, k=2),
+    ]
+    records += ran("a", 4.0, 3, WORKER_B, a=3)
+    checks, failures = check(records, scenario="retry")
+    assert categories(failures) == {"duplicated", "retry"}
+    lapsed = [*records, rec("lapse", 3.9, WORKER_A, id="a", k=2)]
+    checks, failures = check(lapsed, scenario="retry")
+    assert failures == [] and checks["rerun_after_lapse"] == 1
+
+
 def test_wrong_value_in_ledger_or_store_is_a_wrong_result() -> None:
     checks, failures = check(submitted("a", "b") + ran("a", 1, 1, v=8) + ran("b", 1, 2))
     assert checks["wrong_results"] == 1 and categories(failures) == {"wrong_results"}
@@ -148,6 +183,19 @@ def test_tasks_the_store_dead_lettered_are_dead_with_their_reason_not_lost() -> 
     checks, failures = check(submitted("a", "b") + ran("a", 1, 1), facts=facts)
     assert (checks["lost"], checks["dead"]) == (0, 1)
     assert failures == ["dead: 1 tasks ended dead (e.g. b: lease expired 5 times)"]
+
+
+def test_a_task_dead_after_leases_its_worker_could_not_hold_is_reported_not_failed() -> None:
+    facts = StoreFacts(dead={"b": "lease expired on attempt 5 of 5"})
+    records = submitted("a", "b") + ran("a", 1, 1)
+    records += [rec("run", 1.0, WORKER_B, id="b", a=5, k=9)]
+    lapsed = [*records, rec("lapse", 3.5, WORKER_B, id="b", k=9)]
+    checks, failures = check(lapsed, facts=facts)
+    assert failures == [] and (checks["dead"], checks["dead_after_lapse"]) == (0, 1)
+    assert checks["lost"] == 0
+    # Without the worker's word, the same death is a failure.
+    checks, failures = check(records, facts=facts)
+    assert categories(failures) == {"dead"} and checks["dead_after_lapse"] == 0
 
 
 def hello(*pids: int) -> list[dict[str, Any]]:

@@ -461,6 +461,26 @@ class SettleRacesRenew(MemoryStore):
         return await super().renew(queue, claims, lease_ms)
 
 
+async def stall_loop(seconds: float) -> str:
+    time.sleep(seconds)  # noqa: ASYNC251 -- blocks the loop: the stall under test, not a wait
+    return "done"
+
+
+async def test_a_worker_that_stalls_past_its_lease_hears_of_the_lapse() -> None:
+    q = Queue("memory", name="lapse")
+    handle = await q.submit(stall_loop, (0.5,))
+    lapses: list[TaskEvent] = []
+    # No recovery of its own within the test: the late settlement is then accepted.
+    w = fast(q, lease=0.2, recover_interval=60, on_lapse=[lapses.append])
+    await asyncio.wait_for(w.drain(), 10)
+    assert await handle.result(timeout=5) == "done"
+    # The stalled task's lease ran out by the worker's own clock; heard once, not again
+    # when its late renewal and its settlement were confirmed.
+    assert [e.task_id for e in lapses] == [handle.id]
+    assert w.stats.lapsed == 1
+    assert "before a renewal or settlement was confirmed" in (lapses[0].error or "")
+
+
 async def test_renewal_racing_a_settlement_is_not_reported_as_a_lost_lease(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
