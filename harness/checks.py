@@ -326,10 +326,12 @@ def check_priority_order(v: View) -> Finding:
 
 def check_worker_counts(v: View) -> Finding:
     """Information, from each worker's own counters at its end: claims released by a
-    graceful stop, and store calls that failed and were backed off."""
+    graceful stop, store calls that failed and were backed off, and leases that lapsed by
+    the worker's own clock."""
     released = sum(r.get("released", 0) for r in v.by_event[Ev.STATS])
     errors = sum(r.get("store_errors", 0) for r in v.by_event[Ev.STATS])
-    return Finding({"released": released, "store_errors": errors})
+    lapsed = sum(r.get("lapsed", 0) for r in v.by_event[Ev.STATS])
+    return Finding({"released": released, "store_errors": errors, "lapsed": lapsed})
 
 
 def check_scenario(v: View) -> Finding:

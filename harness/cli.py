@@ -58,8 +58,8 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
     p.add_argument(
         "--faults",
         default="",
-        help="kill=K,pause=P,restart=R,drop=D,failover=F,stop=S (stop=1, a graceful SIGTERM "
-        "of one worker, is always on unless stop=0)",
+        help="kill=K,pause=P,restart=R,drop=D,failover=F,stop=S,freeze=Z (stop=1, a graceful "
+        "SIGTERM of one worker, is always on unless stop=0)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=120.0, help="bound on the whole run, s")

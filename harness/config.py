@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 SCENARIOS = ("basic", "retry", "deferred", "breaker", "long", "cancel", "cron")
 ROLES = ("mixed", "split")
 TASK_KINDS = ("closure", "module")
-FAULT_KINDS = ("kill", "pause", "restart", "drop", "failover", "stop")
+FAULT_KINDS = ("kill", "pause", "restart", "drop", "failover", "stop", "freeze")
 #: Faults that disrupt a worker or the server; "stop" (a graceful SIGTERM of one worker,
 #: which must release what it holds) is part of every default run and disrupts nothing.
 DISRUPTIVE = ("kill", "pause", "restart", "drop", "failover")

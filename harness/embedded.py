@@ -32,6 +32,10 @@ class EmbeddedProcess:
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc.is_alive() else None
+
     def start(self, timeout: float = 20.0) -> EmbeddedProcess:
         self._proc.start()
         if not self._ready.wait(timeout):

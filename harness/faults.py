@@ -43,6 +43,9 @@ def plan_faults(counts: dict[str, int], seed: int, lease: float) -> list[Fault]:
         faults.append(Fault("stop", rng.uniform(0.2, 0.6)))
     for _ in range(counts.get("failover", 0)):
         faults.append(Fault("failover", rng.uniform(0.15, 0.6)))
+    for _ in range(counts.get("freeze", 0)):
+        # The whole machine stalls (every process of the run and its server) past the lease.
+        faults.append(Fault("freeze", rng.uniform(0.2, 0.6), lease * 1.5))
     return sorted(faults, key=lambda f: f.at)
 
 
@@ -56,6 +59,9 @@ class Injector:
     drop_clients: Callable[[], Awaitable[int]] | None
     failover: Callable[[], Awaitable[dict[str, Any]]] | None = None
     stop_victims: Callable[[], list[Any]] | None = None  # those a graceful stop may hit
+    # Every process a freeze stops: the run's and its server's. A freeze explains nothing
+    # in the checks: what it costs must be explained by what the workers saw themselves.
+    everyone: Callable[[], list[int]] | None = None
     started: float = field(default_factory=time.monotonic)
     log: list[dict[str, Any]] = field(default_factory=list)
     killed: set[int] = field(default_factory=set)
@@ -118,6 +124,14 @@ class Injector:
                 os.kill(victim.pid, signal.SIGSTOP)
                 self.paused[victim.pid] = time.monotonic() + fault.duration
                 self._note("pause", pid=victim.pid, seconds=round(fault.duration, 2))
+            return True
+        if fault.kind == "freeze" and self.everyone is not None:
+            pids = [p for p in self.everyone() if p not in self.paused]
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            resume = time.monotonic() + fault.duration
+            self.paused.update(dict.fromkeys(pids, resume))
+            self._note("freeze", pids=len(pids), seconds=round(fault.duration, 2))
             return True
         # A restart or failover is noted when it is over, but placed where it began: what it
         # explains (a claim or settlement cut off, a lease run out meanwhile) starts there.

@@ -32,6 +32,7 @@ CHECK_ROWS = {
     "stale_settlements": False,
     "released": False,
     "store_errors": False,
+    "lapsed": False,
 }
 
 

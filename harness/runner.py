@@ -101,6 +101,14 @@ class _Servers:
         self.embedded = EmbeddedProcess().start()  # fakeredis, and package.module:factory
         return str(self.embedded.url)
 
+    def pids(self) -> list[int]:
+        """The server processes a freeze stops (a cluster's nodes are left running)."""
+        pids = [
+            self.embedded.pid if self.embedded else None,
+            self.redis.pid if self.redis else None,
+        ]
+        return [p for p in pids if p is not None]
+
     def stop(self) -> None:
         if self.embedded is not None:
             self.embedded.stop()
@@ -348,6 +356,7 @@ def _injector(run: _Run, servers: _Servers) -> Injector:
         if servers.cluster is not None
         else None,
         run.stop_victims,
+        lambda: [p.pid for p in run.procs if p.is_alive()] + servers.pids(),
     )
 
 

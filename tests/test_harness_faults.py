@@ -30,6 +30,20 @@ def test_kills_and_pauses_on_the_embedded_server() -> None:
     assert kinds.count("resume") == 2  # every stopped process was continued
 
 
+def test_a_whole_machine_freeze_past_the_lease_is_explained_by_what_workers_saw() -> None:
+    # Every process and the server stop for 1.5 leases while tasks run (20 ms bodies keep
+    # claims held). The freeze itself explains nothing: reruns, extra attempts and deaths
+    # must each be explained by a lapse a worker saw by its own clock.
+    report = harness.run(
+        procs=3, tasks=600, scenario="retry", faults={"freeze": 1}, lease=1.0, task_ms=20.0,
+        seed=3, progress=False, timeout=90,
+    )  # fmt: skip
+    assert_clean(report)
+    kinds = [e["kind"] for e in report.data["fault_log"]]
+    assert kinds.count("freeze") == 1 and kinds.count("resume") >= 4  # 3 workers + server
+    assert report.data["checks"]["lapsed"] > 0
+
+
 @pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server")
 def test_restart_and_drop_on_an_owned_redis_server() -> None:
     report = harness.run(
