@@ -15,6 +15,9 @@ from kew_plug.models import NewTask, Outcome, OutcomeKind, TaskState
 
 LEASE = 30_000
 OFFER = 30_000  # ms: longer than any test, so no offer lapses by chance
+# ms: a lease the test waits out. Not much shorter: an inbox lives two leases, and under a
+# loaded CI the wait that takes the hand-off may come 100 ms after the submit (seen).
+STALL_LEASE = 500
 
 
 def task(i: str) -> NewTask:
@@ -62,7 +65,7 @@ async def test_a_handed_task_whose_lease_runs_out_is_recovered_and_fenced(
     store: Store, queue_name: str
 ) -> None:
     needs_hand_offs(store)
-    await store.claim_and_offer(queue_name, "stalled", 1, 50, OFFER)
+    await store.claim_and_offer(queue_name, "stalled", 1, STALL_LEASE, OFFER)
     await store.enqueue(queue_name, [task("a")])
     (zombie,) = (await store.wait_handed(queue_name, "stalled", 5.0)).claims
     # It stalls past its lease: only the lease brings the task back.
