@@ -19,6 +19,7 @@ from harness.checks_control import cancel_check, cron_check
 from harness.checks_scenarios import deferred_check, retry_check
 from harness.config import DISRUPTIVE
 from harness.events import Ev, Record
+from harness.stalls import Evidence, lapse_window
 
 #: A restart, drop or failover explains a rerun whose first run was claimed up to this long
 #: before it (a claim or settlement in flight when the connection broke).
@@ -92,9 +93,19 @@ class View:
         failed = {(r["id"], r["k"]) for r in self.by_event[Ev.ERROR]}
         failed |= {(r["id"], r["k"]) for r in self.by_event[Ev.CALL] if not r["ok"]}
         self.failed_tokens = failed
-        # Claims whose worker saw its own lease run out before it could renew or settle:
-        # by the worker's clock, not the store's word.
-        self.lapsed_tokens = {(r["id"], r["k"]) for r in self.by_event[Ev.LAPSED]}
+        # Claims whose worker saw its own lease run out before it could renew or settle
+        # (by the worker's clock, not the store's word), while its own loop or the server
+        # was seen stalling for a third of a lease or more (harness.stalls): a store that
+        # only answers late, on a machine that never stalled, explains nothing.
+        evidence = Evidence(records)
+        self.lapsed_tokens: set[tuple[str, int]] = set()
+        self.unexplained_lapses = 0
+        for r in self.by_event[Ev.LAPSED]:
+            start, end = lapse_window(r, run.lease)
+            if evidence.lost(r["p"], start, end) >= run.lease / 3:
+                self.lapsed_tokens.add((r["id"], r["k"]))
+            else:
+                self.unexplained_lapses += 1
         self.runs: dict[str, list[Record]] = defaultdict(list)
         for r in self.by_event[Ev.RUN]:
             self.runs[r["id"]].append(r)
@@ -169,6 +180,7 @@ def check_reruns(v: View) -> Finding:
             "redelivered": redelivered,
             "retried": retried,
             "rerun_after_lapse": lapsed,
+            "lapses_without_stall": v.unexplained_lapses,
         }
     )
     if duplicated:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import tasks
+from harness import stalls, tasks
 from harness.canceller import (
     CANCEL_BODY_MS,
     CANCEL_DELAY_S,
@@ -284,7 +284,7 @@ async def work(spec: ChildSpec, q: Queue, ledger: LedgerWriter) -> None:
         ledger.write(Ev.RELEASED, id=ev.task_id, k=ev.token)
 
     def on_lapse(ev: TaskEvent) -> None:
-        ledger.write(Ev.LAPSED, id=ev.task_id, k=ev.token)
+        ledger.write(Ev.LAPSED, id=ev.task_id, k=ev.token, l=round(ev.duration, 4))
 
     worker = Worker(
         q,
@@ -324,6 +324,7 @@ async def child_async(spec: ChildSpec) -> None:
     queues = [build_queue(spec, store, ledger, name) for name in spec.queues]
     await wait_for_store(store)
     ledger.write(Ev.HELLO, i=spec.index, submits=spec.submits, works=spec.works)
+    watcher = asyncio.create_task(stalls.watch_loop(ledger))
     if spec.scenario == "breaker" and spec.submits:
         spec = await after_every_peer_started(spec)
     try:
@@ -340,6 +341,7 @@ async def child_async(spec: ChildSpec) -> None:
                 await cancel_targets(spec, queues, ledger)
         await asyncio.gather(*jobs)
     finally:
+        watcher.cancel()
         for q in queues:
             if q.breaker is not None:
                 await q.breaker.aclose()

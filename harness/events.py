@@ -19,7 +19,10 @@ class Ev(StrEnum):
     DEAD = "dead"  # the worker's hook saw the task die: id, a, err
     STALE = "stale"  # a settlement was refused as stale: id, k
     RELEASED = "rel"  # the worker handed a claim back unfinished (breaker, stop): id, k
-    LAPSED = "lapse"  # the worker's lease on claim k ran out by its own clock: id, k
+    LAPSED = "lapse"  # the worker's lease on claim k ran out by its own clock: id, k, l
+    #                   (how late its renewal or settlement was confirmed, s)
+    STALL = "stall"  # this process's event loop ran late over [s, u] (harness.stalls)
+    SERVER_STALL = "sstall"  # the store's server answered a PING late over [s, u]
     CALL = "call"  # a downstream call of the breaker scenario: id, k, ok
     BREAKER_OPEN = "bopen"  # this process's breaker tripped
     PROBE = "probe"  # a half-open probe was granted here
@@ -53,5 +56,9 @@ class Record(TypedDict, total=False):
     i: int
     submits: bool
     works: bool
-    released: int  # STATS carries every WorkerStats counter; these two are read back
+    released: int  # STATS carries every WorkerStats counter; these are read back
     store_errors: int
+    lapsed: int
+    l: float  # noqa: E741 -- LAPSED: how late, s
+    s: float  # STALL, SERVER_STALL: the interval lost
+    u: float

@@ -27,6 +27,7 @@ CHECK_ROWS = {
     "priority_released_first": False,
     "redelivered": False,
     "rerun_after_lapse": False,
+    "lapses_without_stall": False,
     "dead_after_lapse": False,
     "retried": False,
     "stale_settlements": False,

@@ -24,7 +24,7 @@ from harness.child import LONG_BODY_MAX_S, ChildSpec, build_store, child_main, t
 from harness.config import CLUSTER, ConfigError, RunConfig
 from harness.crashes import crash_reports
 from harness.drain import Progress, watch
-from harness.events import Ev
+from harness.events import Ev, Record
 from harness.faults import (
     Injector,
     drop_all_clients,
@@ -34,6 +34,7 @@ from harness.faults import (
 )
 from harness.ledger import read_all, read_one
 from harness.report import report_data
+from harness.stalls import ping_server
 from harness.storefacts import keys_per_node, store_facts
 from kew_plug.errors import KewError, StoreUnavailable
 from kew_plug.interfaces import Store
@@ -281,6 +282,9 @@ async def _run(
     specs = _plan_children(run)
     for spec in specs:
         run.spawn(spec)
+    server_stalls: list[Record] = []
+    pinging = asyncio.Event()
+    pinger = asyncio.create_task(ping_server(url, server_stalls, pinging)) if url else None
     try:
         watched = await watch(
             store=store,
@@ -297,9 +301,15 @@ async def _run(
         )
     finally:
         injector.heal()
+        pinging.set()
+        if pinger is not None:
+            # Healed above, so the server answers: the last PING ends within a tick.
+            done, _ = await asyncio.wait({pinger}, timeout=10)
+            if not done:
+                pinger.cancel()
     wall = time.monotonic() - started
     _stop_all(run, notes, deadline=started + wall + 15)
-    records = read_all(ledger_dir)
+    records = read_all(ledger_dir) + server_stalls
     facts = await store_facts(
         store,
         url=url,

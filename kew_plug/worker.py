@@ -69,7 +69,7 @@ class Worker:
       refused it, or the worker stopped), so that the task runs again from the queue;
       `on_lapse` each claim whose lease ran out by this worker's own clock before a renewal
       or its settlement was confirmed (the process stalled, or the store answered too
-      slowly: the task may run again elsewhere; `error` says how late).
+      slowly: the task may run again elsewhere; `duration` is how late, s).
     - `name`: this worker's id in the store (default `host:pid:random`).
     - `executor` ("thread"): where plain (sync) functions run; coroutines always run on the
       loop. "thread": daemon threads; a task past its timeout fails at once and its thread,
@@ -426,7 +426,7 @@ class Worker:
         log.warning("%s of task %s: this process stalled or the store answered late", why, claim.id)
         if self.hooks["lapse"]:
             event = TaskEvent(
-                claim.id, claim.attempt, claim.max_attempts, error=why, token=claim.token
+                claim.id, claim.attempt, claim.max_attempts, late, why, token=claim.token
             )
             call = asyncio.ensure_future(run_hooks("lapse", self.hooks["lapse"], event))
             self._hook_calls.add(call)  # held until done: the loop keeps only weak references

@@ -3,6 +3,7 @@ Factories take the run's server `url` and `namespace`, as `--store pkg.mod:facto
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import Sequence
@@ -164,6 +165,17 @@ class NoRenewStore(RedisStore):
         return [True if c.attempt == 1 else next(extended) for c in claims]
 
 
+class SlowRenewStore(RedisStore):
+    """renew() answers late, past the lease, while a first attempt is among the claims: the
+    leases run out and the tasks run again. No process and not the server stalls, so the
+    lapses its workers hear of explain nothing."""
+
+    async def renew(self, queue: str, claims: Sequence[Claim], lease_ms: int) -> list[bool]:
+        if any(c.attempt == 1 for c in claims):
+            await asyncio.sleep(lease_ms / 1000 * 1.5)
+        return await super().renew(queue, claims, lease_ms)
+
+
 class HidesRunningStore(RedisStore):
     """stats() never counts running tasks: a harness that trusted it would end the run while
     tasks still run, and report them lost."""
@@ -204,6 +216,10 @@ def fifo(url: str, namespace: str) -> RedisStore:
 
 def no_renew(url: str, namespace: str) -> RedisStore:
     return NoRenewStore.from_url(url, namespace=namespace)
+
+
+def slow_renew(url: str, namespace: str) -> RedisStore:
+    return SlowRenewStore.from_url(url, namespace=namespace)
 
 
 def hides_running(url: str, namespace: str) -> RedisStore:

@@ -56,21 +56,45 @@ def test_unexplained_repeat_is_duplicated() -> None:
     assert checks["duplicated"] == 1 and categories(failures) == {"duplicated"}
 
 
+def stalled(p: int, s: float, u: float) -> dict[str, Any]:
+    """The harness's own ticker in process `p` saw its loop lose [s, u]."""
+    return rec("stall", u, p, s=s, u=u)
+
+
 def test_rerun_after_a_lease_its_worker_could_not_hold_is_not_a_duplicate() -> None:
     records = submitted("a") + ran("a", 1, 1) + ran("a", 1.5, 2, WORKER_B)
-    # The first worker saw its own lease on token 1 run out (it stalled): explained.
-    lapsed = [*records, rec("lapse", 1.6, WORKER_A, id="a", k=1)]
-    checks, failures = check(lapsed)
+    # The first worker saw its own lease on token 1 run out, 0.4 s late, and its loop was
+    # seen stalling meanwhile: explained (the check's lease is 1 s).
+    lapse_a = rec("lapse", 2.0, WORKER_A, id="a", k=1, l=0.4)
+    checks, failures = check([*records, lapse_a, stalled(WORKER_A, 1.1, 1.9)])
     assert failures == [] and checks["rerun_after_lapse"] == 1
     # A worker that stalled before its body began starts after the rerun its lapse made
     # possible: the lapse of either claim explains the pair.
-    other = [*records, rec("lapse", 1.6, WORKER_B, id="a", k=2)]
-    checks, failures = check(other)
+    lapse_b = rec("lapse", 2.0, WORKER_B, id="a", k=2, l=0.4)
+    checks, failures = check([*records, lapse_b, stalled(WORKER_B, 1.1, 1.9)])
+    assert failures == [] and checks["rerun_after_lapse"] == 1
+    # The server seen answering late (the parent's pings) is evidence too.
+    server = rec("sstall", 1.9, 1, s=0.9, u=1.9)
+    checks, failures = check([*records, lapse_a, server])
     assert failures == [] and checks["rerun_after_lapse"] == 1
     # A lapse of some other claim of the task explains nothing about these two.
-    unrelated = [*records, rec("lapse", 1.6, WORKER_B, id="a", k=3)]
-    checks, failures = check(unrelated)
+    unrelated = rec("lapse", 2.0, WORKER_B, id="a", k=3, l=0.4)
+    checks, failures = check([*records, unrelated, stalled(WORKER_B, 1.1, 1.9)])
     assert checks["duplicated"] == 1 and categories(failures) == {"duplicated"}
+
+
+def test_a_lapse_nobody_saw_a_stall_for_explains_nothing() -> None:
+    # A store that answers renewals late while no process and not the server stalled: its
+    # reruns are duplicates, whatever lapse the worker heard of.
+    records = submitted("a") + ran("a", 1, 1) + ran("a", 1.5, 2, WORKER_B)
+    lapse_a = rec("lapse", 2.0, WORKER_A, id="a", k=1, l=0.4)
+    checks, failures = check([*records, lapse_a])
+    assert categories(failures) == {"duplicated"} and checks["lapses_without_stall"] == 1
+    # Another process's stall, or a short one, is not this lease's evidence either.
+    elsewhere = stalled(WORKER_B, 1.1, 1.9)
+    short = stalled(WORKER_A, 1.1, 1.2)
+    checks, failures = check([*records, lapse_a, elsewhere, short])
+    assert categories(failures) == {"duplicated"} and checks["lapses_without_stall"] == 1
 
 
 def test_execution_nobody_submitted_is_unexpected() -> None:
@@ -159,7 +183,7 @@ def test_an_attempt_lost_to_a_lapsed_lease_is_allowed_by_the_retry_scenario() ->
     records += ran("a", 4.0, 3, WORKER_B, a=3)
     checks, failures = check(records, scenario="retry")
     assert categories(failures) == {"duplicated", "retry"}
-    lapsed = [*records, rec("lapse", 3.9, WORKER_A, id="a", k=2)]
+    lapsed = [*records, rec("lapse", 3.9, WORKER_A, id="a", k=2), stalled(WORKER_A, 1.5, 3.5)]
     checks, failures = check(lapsed, scenario="retry")
     assert failures == [] and checks["rerun_after_lapse"] == 1
 
@@ -189,7 +213,7 @@ def test_a_task_dead_after_leases_its_worker_could_not_hold_is_reported_not_fail
     facts = StoreFacts(dead={"b": "lease expired on attempt 5 of 5"})
     records = submitted("a", "b") + ran("a", 1, 1)
     records += [rec("run", 1.0, WORKER_B, id="b", a=5, k=9)]
-    lapsed = [*records, rec("lapse", 3.5, WORKER_B, id="b", k=9)]
+    lapsed = [*records, rec("lapse", 3.5, WORKER_B, id="b", k=9), stalled(WORKER_B, 1.5, 3.0)]
     checks, failures = check(lapsed, facts=facts)
     assert failures == [] and (checks["dead"], checks["dead_after_lapse"]) == (0, 1)
     assert checks["lost"] == 0

@@ -77,6 +77,14 @@ def test_leases_that_do_not_hold_under_long_tasks_fail_as_duplicated() -> None:
     assert clean.ok, clean.data["failures"]
 
 
+def test_renewals_answered_past_the_lease_fail_as_duplicated_not_as_stalls() -> None:
+    # The workers hear their leases lapse, but nothing stalled: no excuse for the reruns.
+    report = run_store("slow_renew", scenario="long", procs=2, tasks=24)
+    assert "duplicated" in failed_checks(report) <= {"duplicated", "dead"}
+    assert report.data["checks"]["lapses_without_stall"] >= 1
+    assert report.data["checks"]["rerun_after_lapse"] == 0
+
+
 def test_tasks_dead_lettered_by_recover_are_dead_with_a_reason_not_lost() -> None:
     report = caught_only_by("dead", "withholding", lease=0.3)
     assert report.data["checks"]["lost"] == 0
