@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from harness.events import Ev, Record
 from harness.ledger import LedgerWriter
+from kew_plug.backends.redis.pipe import Pipe
 
 TICK_S = 0.05
 # Delays shorter than this are noise; any longer one is recorded, so that evidence of a
@@ -39,14 +40,17 @@ async def ping_server(url: str, out: list[Record], stop: asyncio.Event) -> None:
     not a cancellation, which a client library may swallow mid-command."""
     if not url.startswith(("redis://", "unix://")):
         return
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url, socket_timeout=60)
+    # The lean connection: one socket, closed for sure by aclose() (no ResourceWarning when
+    # the loop ends), and a watchdog that fails a PING no answer comes to.
+    try:
+        client = Pipe(url, timeout=60)
+    except ValueError:
+        return  # a URL the lean connection does not speak: no evidence from the server
     try:
         while not stop.is_set():
             wall, sent = time.time(), time.monotonic()
             with contextlib.suppress(Exception):  # a restart fault: evidence, not an error
-                await client.ping()
+                await client.execute("PING")
             took = time.monotonic() - sent
             if took >= RECORD_S:
                 stall: Record = {"e": Ev.SERVER_STALL, "p": os.getpid(), "t": wall}

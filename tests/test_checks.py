@@ -266,12 +266,7 @@ def test_cross_process_minimum_with_no_working_submitter_is_every_task() -> None
 def test_priority_inversions_beyond_concurrency_fail() -> None:
     # One enqueue batch of 90 tasks, priorities i % 3, claimed oldest-first (FIFO): the last
     # priority-2 task starts after 60 lower-priority ones, more than 16 x 1 worker allows.
-    records = hello(WORKER_A)
-    for i in range(90):
-        task_id = f"ns-{i}"
-        records.append(rec("int", 0.0, SUBMITTER, id=task_id))
-        records.append(rec("sub", 0.0, SUBMITTER, id=task_id, x=7, d=0.0, f=0, r=i % 3, b=0))
-        records += ran(task_id, 1.0 + i / 100, i + 1)
+    records = one_batch_run_in(list(range(90)))
     checks, failures = check(records, concurrency=16)
     assert checks["priority_inversions"] == 60 and checks["priority_tolerance"] == 16
     assert categories(failures) == {"priority_order"}
@@ -279,14 +274,19 @@ def test_priority_inversions_beyond_concurrency_fail() -> None:
     assert failures == []
 
 
-def test_priority_order_respected_passes() -> None:
+def one_batch_run_in(order: list[int]) -> list[dict[str, Any]]:
+    """One enqueue batch of tasks ns-i (priority i % 3), run one after another in `order`."""
     records = hello(WORKER_A)
-    order = sorted(range(90), key=lambda i: (-(i % 3), i))
     for n, i in enumerate(order):
         task_id = f"ns-{i}"
         records.append(rec("int", 0.0, SUBMITTER, id=task_id))
         records.append(rec("sub", 0.0, SUBMITTER, id=task_id, x=7, d=0.0, f=0, r=i % 3, b=0))
         records += ran(task_id, 1.0 + n / 100, n + 1)
+    return records
+
+
+def test_priority_order_respected_passes() -> None:
+    records = one_batch_run_in(sorted(range(90), key=lambda i: (-(i % 3), i)))
     checks, failures = check(records, concurrency=16)
     assert checks["priority_inversions"] == 0 and failures == []
 
@@ -295,15 +295,9 @@ def test_priority_task_handed_back_by_its_worker_is_not_an_inversion() -> None:
     # The first priority-2 task's first claim was refused by the breaker and released: it
     # was ready again only then, and ran last. Without the worker's release record, the
     # same ledger is an inversion (it started after 60 lower-priority tasks).
-    records = hello(WORKER_A)
     order = sorted(range(90), key=lambda i: (-(i % 3), i))
     order.remove(2)
-    order.append(2)
-    for n, i in enumerate(order):
-        task_id = f"ns-{i}"
-        records.append(rec("int", 0.0, SUBMITTER, id=task_id))
-        records.append(rec("sub", 0.0, SUBMITTER, id=task_id, x=7, d=0.0, f=0, r=i % 3, b=0))
-        records += ran(task_id, 1.0 + n / 100, n + 1)
+    records = one_batch_run_in([*order, 2])
     checks, failures = check(records, concurrency=16)
     assert checks["priority_inversions"] == 60 and categories(failures) == {"priority_order"}
     released = [*records, rec("rel", 0.5, WORKER_A, id="ns-2", k=0)]
