@@ -106,6 +106,7 @@ class View:
                 self.lapsed_tokens.add((r["id"], r["k"]))
             else:
                 self.unexplained_lapses += 1
+        self.lapsed_tasks = frozenset(task_id for task_id, _ in self.lapsed_tokens)
         self.runs: dict[str, list[Record]] = defaultdict(list)
         for r in self.by_event[Ev.RUN]:
             self.runs[r["id"]].append(r)
@@ -221,8 +222,7 @@ def check_dead(v: View) -> Finding:
     """Tasks that ended dead. One whose lease a worker could not hold (it saw the lease run
     out by its own clock, as when the machine stalls) may have used up its attempts that
     way, as the store must then decide: reported, not failed."""
-    lapsed = {task_id for task_id, _ in v.lapsed_tokens}
-    after_lapse = {i for i in v.dead if i in lapsed}
+    after_lapse = {i for i in v.dead if i in v.lapsed_tasks}
     dead = {i: why for i, why in v.dead.items() if i not in after_lapse}
     f = Finding(
         {"dead": len(dead), "dead_after_lapse": len(after_lapse)},
@@ -349,8 +349,7 @@ def check_worker_counts(v: View) -> Finding:
 def check_scenario(v: View) -> Finding:
     if v.run.scenario == "retry":
         disrupted = any(f["kind"] in DISRUPTIVE for f in v.run.faults)
-        lapsed = frozenset(task_id for task_id, _ in v.lapsed_tokens)
-        return retry_check(v.submitted, v.runs, v.ok, v.failed_tokens, disrupted, lapsed)
+        return retry_check(v.submitted, v.runs, v.ok, v.failed_tokens, disrupted, v.lapsed_tasks)
     if v.run.scenario == "deferred":
         return deferred_check(v.records, v.submitted, v.runs)
     if v.run.scenario == "cancel":

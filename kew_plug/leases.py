@@ -42,10 +42,10 @@ class LeaseBook:
         self.store, self.queue, self.lease_ms, self.stats = store, queue, lease_ms, stats
         self.on_lost, self.on_release, self.on_lapse = on_lost, on_release or [], on_lapse
         self._held: dict[str, Claim] = {}
-        self._deadline: dict[str, float] = {}
         # Per held claim, when its lease runs out by our clock: from the moment the claim
         # or the last confirmed renewal was sent (the store's own deadline is later).
         self._lease_end: dict[str, float] = {}
+        self._running: set[str] = set()  # held claims whose task body has not finished
         self._lapses: set[tuple[str, int]] = set()  # claims whose lapse was heard already
         self._stopped = False
 
@@ -58,20 +58,21 @@ class LeaseBook:
         if old is not None and old.token != claim.token:
             # Handed to us anew while our earlier claim of it was unsettled (its outcome
             # stuck behind a stall): that claim is over, and it may have lapsed.
-            self._lapsed(old, self._lease_end.get(claim.id, math.inf), time.monotonic())
-            self._lapses.discard((old.id, old.token))
+            self._forget(old, time.monotonic())
         self._held[claim.id] = claim
-        self._deadline[claim.id] = self._lease_end[claim.id] = claimed_at + self.lease_ms / 1000
+        self._lease_end[claim.id] = claimed_at + self.lease_ms / 1000
+        self._running.add(claim.id)
 
     def startable(self, task_id: str) -> bool:
         """False when the lease is (about to be) over before the task began: another worker
         may already have it, so starting it would run it twice."""
-        return time.monotonic() < self._deadline.get(task_id, 0.0) - LEASE_MARGIN_S
+        end = self._lease_end.get(task_id, 0.0) if task_id in self._running else 0.0
+        return time.monotonic() < end - LEASE_MARGIN_S
 
     def finished(self, claim: Claim) -> None:
         """The claim's task body is over; the claim stays held until settled or released."""
         if self._held.get(claim.id) is claim:
-            self._deadline.pop(claim.id, None)
+            self._running.discard(claim.id)
 
     def drop(self, task_id: str, token: int | None = None) -> Claim | None:
         """Forget a claim (settled, released or lost). With `token`, only that claim: the
@@ -79,13 +80,21 @@ class LeaseBook:
         held = self._held.get(task_id)
         if held is None or (token is not None and held.token != token):
             return None
-        self._deadline.pop(task_id, None)
-        self._lapsed(held, self._lease_end.pop(task_id, math.inf), time.monotonic())
-        self._lapses.discard((task_id, held.token))
-        return self._held.pop(task_id)
+        self._forget(held, time.monotonic())
+        return held
 
-    def _lapsed(self, claim: Claim, lease_end: float, confirmed: float) -> None:
+    def _forget(self, claim: Claim, confirmed: float) -> None:
+        """Stop holding `claim` (the one held for its task), whose end was confirmed at
+        `confirmed`: judged then for a lapse."""
+        self._lapsed(claim, confirmed)
+        del self._held[claim.id]
+        self._lease_end.pop(claim.id, None)
+        self._running.discard(claim.id)
+        self._lapses.discard((claim.id, claim.token))
+
+    def _lapsed(self, claim: Claim, confirmed: float) -> None:
         """Heard once per claim, though a late renewal may be followed by a late settle."""
+        lease_end = self._lease_end.get(claim.id, math.inf)
         if confirmed > lease_end and (claim.id, claim.token) not in self._lapses:
             self._lapses.add((claim.id, claim.token))
             self.stats.lapsed += 1
@@ -123,19 +132,14 @@ class LeaseBook:
                 # again under a new token: the verdict is about the old claim only.
                 if self._held.get(claim.id) is not claim:
                     continue
-                self._lapsed(claim, self._lease_end.get(claim.id, math.inf), confirmed)
+                self._lapsed(claim, confirmed)
                 if ok:
                     self._lease_end[claim.id] = sent + self.lease_ms / 1000
-                if ok and claim.id in self._deadline:
-                    self._deadline[claim.id] = sent + self.lease_ms / 1000
                 if ok or claim.id in in_settlement:
                     continue
-                del self._held[claim.id]
-                self._lease_end.pop(claim.id, None)
-                self._lapses.discard((claim.id, claim.token))
+                running = claim.id in self._running
+                self._forget(claim, confirmed)
                 self.stats.stale += 1
-                running = claim.id in self._deadline
-                self._deadline.pop(claim.id, None)
                 log.warning("lease of task %s was lost (cancelled or expired)", claim.id)
                 if running:
                     self.on_lost(claim)
@@ -149,10 +153,9 @@ class LeaseBook:
             return
         # Heard before the store call: the claims are given up either way (if the call fails,
         # their leases expire and recovery hands them back).
-        for c in claims:
-            if self.on_release:
-                event = TaskEvent(c.id, c.attempt, c.max_attempts, token=c.token)
-                await run_hooks("release", self.on_release, event)
+        for c in claims if self.on_release else []:
+            event = TaskEvent(c.id, c.attempt, c.max_attempts, token=c.token)
+            await run_hooks("release", self.on_release, event)
         try:
             released = await self.store.release(self.queue, claims)
         except Exception as e:  # a store failure must never kill the worker loop
