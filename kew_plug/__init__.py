@@ -49,6 +49,7 @@ from kew_plug.models import (
 )
 from kew_plug.queue import Queue, TaskHandle, TaskSpec
 from kew_plug.retry import RetryPolicy
+from kew_plug.sync_queue import SyncHandle, SyncQueue
 from kew_plug.worker import Worker, WorkerStats
 
 if TYPE_CHECKING:
@@ -133,6 +134,8 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "SyncHandle",
+    "SyncQueue",
     "TaskContext",
     "TaskEvent",
     "TaskExists",

@@ -60,6 +60,9 @@ class Store(_AsyncClosing, ABC):
     #: its lease, which saves the worker the claim's round trip (`claim_and_offer`,
     #: `wait_handed`, `withdraw`). Workers only call those on a store that declares it.
     hands_off: bool = False
+    #: True when `enqueue_blocking` works: the same enqueue, from a thread with no event
+    #: loop running, without one (`SyncQueue` submits through it when the store has it).
+    enqueues_blocking: bool = False
 
     @abstractmethod
     async def enqueue(
@@ -159,6 +162,13 @@ class Store(_AsyncClosing, ABC):
         """`wait`, ending early with a task handed to this worker, if one is. Only on stores
         with `hands_off`."""
         raise Unsupported(f"{type(self).__name__} cannot hand tasks to workers")
+
+    def enqueue_blocking(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None = None
+    ) -> EnqueueReport:
+        """`enqueue`, blocking the calling thread, safe from any thread at any time. Only on
+        stores with `enqueues_blocking`."""
+        raise Unsupported(f"{type(self).__name__} has no blocking enqueue")
 
     async def withdraw(self, queue: str, worker: str) -> list[Claim]:
         """A stopping worker withdraws its offer; returns the tasks handed to it that it has

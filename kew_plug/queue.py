@@ -82,6 +82,20 @@ def signing_keys(secret: str | bytes | Sequence[str | bytes] | None) -> list[byt
     return [k.encode() if isinstance(k, str) else k for k in items]
 
 
+def accepted_per_item(items: Sequence[NewTask], report: EnqueueReport, retried: bool) -> list[bool]:
+    """Per item, not per id: when an id repeats within the batch the store keeps the first
+    occurrence, so only that one is accepted. `retried`: the call was sent again after a
+    lost reply, so an id holding exactly our payload was stored by our own lost attempt."""
+    fresh = set(report.accepted)
+    if retried:
+        fresh |= set(report.same_payload)
+    accepted = []
+    for i in items:
+        accepted.append(i.id in fresh)
+        fresh.discard(i.id)
+    return accepted
+
+
 class Queue:
     """A named queue over a Store. Parts may be objects or registry names:
     `Queue("redis://localhost/0", "dill", "redis", name="emails", secret=...)`."""
@@ -284,16 +298,7 @@ class Queue:
     async def _store_items(self, items: list[NewTask]) -> list[bool]:
         """The items in one call; per item, whether it was accepted."""
         report, retried = await self._enqueue(items)
-        # Per item, not per id: when an id repeats within the batch the store keeps the first
-        # occurrence, so only that one is accepted.
-        fresh = set(report.accepted)
-        if retried:  # an id holding exactly our payload was stored by our lost attempt
-            fresh |= set(report.same_payload)
-        accepted = []
-        for i in items:
-            accepted.append(i.id in fresh)
-            fresh.discard(i.id)
-        return accepted
+        return accepted_per_item(items, report, retried)
 
     async def _enqueue(self, items: list[NewTask]) -> tuple[EnqueueReport, bool]:
         """Enqueue, retrying a few times when the store is unreachable. A reply lost after the

@@ -89,7 +89,7 @@ class _Protocol(asyncio.Protocol):
             if fut.done():  # its caller was cancelled; the reply is still consumed in order
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                fut.set_exception(_response_error(str(reply)))
+                fut.set_exception(response_error(str(reply)))
             else:
                 fut.set_result(reply)
 
@@ -107,7 +107,7 @@ class _Protocol(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-def _response_error(message: str) -> rex.RedisError:
+def response_error(message: str) -> rex.RedisError:
     if message.startswith("NOSCRIPT"):
         return rex.NoScriptError(message)
     if message.startswith(("NOAUTH", "WRONGPASS")):

@@ -34,6 +34,7 @@ from kew_plug.backends.redis.keys import (
 from kew_plug.backends.redis.pipe import Pipe, PipeScript, Sender
 from kew_plug.backends.redis.replication import ReplicationShortfall, ReplicaWait
 from kew_plug.backends.redis.scripts import KIND_CODE, source
+from kew_plug.backends.redis.sync_pipe import SyncPipes
 from kew_plug.errors import Closed, InvalidArgument, QueueFull, StoreUnavailable
 from kew_plug.interfaces import Breaker, Store
 from kew_plug.models import (
@@ -71,6 +72,7 @@ class RedisStore(RedisInspection, Store):
         owns_client: bool = False,
         pipe: Pipe | None = None,
         blocking: Blocking | None = None,
+        sync: SyncPipes | None = None,
         router: ClusterRouter | None = None,
         replicas: int = 0,
         replica_timeout: float = 1.0,
@@ -109,6 +111,9 @@ class RedisStore(RedisInspection, Store):
         # A hand-off reaches its worker before WAIT could confirm the write: after a
         # failover the retried submit would store the task again, and it would run twice.
         self.hands_off = type(self).hands_off and not replicas
+        # Blocking submits skip WAIT and the cluster's routing: a plain server only.
+        self._sync = sync if router is None and not replicas else None
+        self.enqueues_blocking = self._sync is not None
         # Per (queue, worker): our monotonic clock just before its last offering claim, and
         # the server's clock (ms) when the claim ran; hand-offs are timed against them.
         self._offered: dict[tuple[str, str], tuple[float, int]] = {}
@@ -136,8 +141,10 @@ class RedisStore(RedisInspection, Store):
         client = aioredis.Redis.from_url(url, decode_responses=False, retry=None)
         # TLS options in a rediss:// URL (certificates, checks) are redis-py's to honour.
         lean = fast and not url.startswith("rediss://")
-        pipe, blocking = (Pipe(url), Blocking(url)) if lean else (None, None)
-        return cls(client, owns_client=True, pipe=pipe, blocking=blocking, **options)
+        if not lean:
+            return cls(client, owns_client=True, **options)
+        pipe, blocking, sync = Pipe(url), Blocking(url), SyncPipes(url)
+        return cls(client, owns_client=True, pipe=pipe, blocking=blocking, sync=sync, **options)
 
     def keys(self, queue: str) -> QueueKeys:
         k = self._keys.get(queue)
@@ -177,6 +184,30 @@ class RedisStore(RedisInspection, Store):
     async def enqueue(
         self, queue: str, items: Sequence[NewTask], max_size: int | None = None
     ) -> EnqueueReport:
+        keys, args = self._enqueue_call(queue, items, max_size)
+        reply = await self._run("enqueue", keys, args)
+        return _enqueue_report(queue, items, max_size, reply)
+
+    def enqueue_blocking(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None = None
+    ) -> EnqueueReport:
+        self._check_open()
+        if self._sync is None:
+            return super().enqueue_blocking(queue, items, max_size)
+        keys, args = self._enqueue_call(queue, items, max_size)
+        script = self._scripts["enqueue"]
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        with translated(self.target):
+            try:
+                reply = self._sync.execute(command)
+            except rex.NoScriptError:
+                self._sync.execute(("SCRIPT", "LOAD", source("enqueue")))
+                reply = self._sync.execute(command)
+        return _enqueue_report(queue, items, max_size, reply)
+
+    def _enqueue_call(
+        self, queue: str, items: Sequence[NewTask], max_size: int | None
+    ) -> tuple[list[str], list[Any]]:
         k = self.keys(queue)
         keys = [k.ready, k.due, k.wake, k.seq, k.idle, k.running, k.inbox_prefix]
         keys += [k.task(i.id) for i in items]
@@ -186,17 +217,7 @@ class RedisStore(RedisInspection, Store):
         for i in items:
             chunks = payload_chunks(i.payload)
             args += [i.id, i.priority, i.delay_ms, i.max_attempts, len(chunks), *chunks]
-        reply = await self._run("enqueue", keys, args)
-        if reply[0] == -1:
-            raise QueueFull(queue, int(reply[1]), len(items), max_size or 0)
-        accepted: list[str] = []
-        dups: list[str] = []
-        same: list[str] = []
-        for item, flag in zip(items, reply[1:], strict=True):
-            (accepted if flag == 1 else dups).append(item.id)
-            if flag == 2:
-                same.append(item.id)
-        return EnqueueReport(accepted, dups, same)
+        return keys, args
 
     async def claim(self, queue: str, worker: str, limit: int, lease_ms: int) -> ClaimBatch:
         return await self._claim(queue, worker, limit, lease_ms, None)
@@ -459,10 +480,27 @@ class RedisStore(RedisInspection, Store):
             await self._pipe.aclose()
         if self._blocking is not None:
             await self._blocking.aclose()
+        if self._sync is not None:
+            self._sync.close()
         if self._router is not None:
             await self._router.aclose()
         if self._owns_client:
             await self.client.aclose()
+
+
+def _enqueue_report(
+    queue: str, items: Sequence[NewTask], max_size: int | None, reply: list[Any]
+) -> EnqueueReport:
+    if reply[0] == -1:
+        raise QueueFull(queue, int(reply[1]), len(items), max_size or 0)
+    accepted: list[str] = []
+    dups: list[str] = []
+    same: list[str] = []
+    for item, flag in zip(items, reply[1:], strict=True):
+        (accepted if flag == 1 else dups).append(item.id)
+        if flag == 2:
+            same.append(item.id)
+    return EnqueueReport(accepted, dups, same)
 
 
 def _claims(reply: list[Any]) -> list[Claim]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from harness.contract import eventually, public_tests, store_test
-from kew_plug.errors import QueueFull
+from kew_plug.errors import QueueFull, Unsupported
 from kew_plug.interfaces import Store
 from kew_plug.models import Claim, NewTask, Outcome, OutcomeKind, TaskState
 
@@ -63,6 +63,27 @@ async def test_max_size_refuses_the_whole_batch(store: Store, queue_name: str) -
     assert await store.get(queue_name, "t10") is None
     await store.enqueue(queue_name, [task(10)], max_size=4)
     assert (await store.stats(queue_name)).queued == 4
+
+
+@store_test
+async def test_blocking_enqueue_is_the_same_enqueue(store: Store, queue_name: str) -> None:
+    """A store declaring `enqueues_blocking` enqueues from a thread with no event loop
+    exactly as `enqueue` does: reports, duplicates, max_size. Others refuse it."""
+    if not store.enqueues_blocking:
+        with pytest.raises(Unsupported):
+            store.enqueue_blocking(queue_name, [task(1)])
+        assert (await store.stats(queue_name)).queued == 0
+        return
+    report = await asyncio.to_thread(store.enqueue_blocking, queue_name, [task(1), task(2)])
+    assert report.accepted == ["t1", "t2"] and report.duplicates == []
+    clash = [NewTask("t1", b"other"), task(3)]
+    report = await asyncio.to_thread(store.enqueue_blocking, queue_name, clash, 4)
+    assert report.accepted == ["t3"] and report.duplicates == ["t1"]
+    with pytest.raises(QueueFull, match="max_size=4"):
+        await asyncio.to_thread(store.enqueue_blocking, queue_name, [task(4), task(5)], 4)
+    assert (await store.stats(queue_name)).queued == 3
+    claims = await claim_all(store, queue_name)
+    assert sorted(c.payload for c in claims) == [b"payload-1", b"payload-2", b"payload-3"]
 
 
 @store_test
