@@ -189,7 +189,26 @@ def check_reruns(v: View) -> Finding:
             f"duplicated: {len(duplicated)} executions repeated a task with no fault to "
             f"explain it (e.g. {duplicated[0]})"
         )
+        f.details["duplicated_evidence"] = _evidence(v, duplicated[:3])
     return f
+
+
+def _evidence(v: View, task_ids: list[str]) -> dict[str, list[Record]]:
+    """Every ledger record of each task, and the stalls recorded while it was about (two
+    leases either side), in time order: what a reader needs to tell a store's fault from
+    the harness's."""
+    out: dict[str, list[Record]] = {}
+    for task_id in task_ids:
+        mine = [r for r in v.records if r.get("id") == task_id]
+        times = [r["t"] for r in mine if "t" in r]
+        lo, hi = min(times) - 2 * v.run.lease, max(times) + 2 * v.run.lease
+        stalls = [
+            r
+            for r in v.by_event[Ev.STALL] + v.by_event[Ev.SERVER_STALL]
+            if r["u"] >= lo and r["s"] <= hi
+        ]
+        out[task_id] = sorted(mine + stalls, key=lambda r: r.get("t", r.get("s", 0.0)))
+    return out
 
 
 def check_unexpected(v: View) -> Finding:

@@ -105,6 +105,12 @@ async def test_a_given_up_wait_is_ended_on_the_server_and_its_connection_reused(
         with contextlib.suppress(asyncio.CancelledError):
             await waiting
         await _blocked_until(admin, 0)  # a 30 s wait, ended within 5 s: unblocked, not timed out
+        # The unblocked reply reaches the connection a moment later, and only then is it
+        # back in the pool; a wait started before that rightly opens another one.
+        deadline = time.monotonic() + 5
+        while store._blocking is not None and store._blocking._busy:
+            assert time.monotonic() < deadline, "the given-up wait's reply never came"
+            await asyncio.sleep(0.005)
     # One blocking connection taken and given back ten times, plus the one that unblocks.
     clients_after = int((await admin.info("clients"))["connected_clients"])
     assert clients_after - clients_before <= 2

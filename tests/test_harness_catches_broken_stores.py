@@ -36,6 +36,12 @@ def caught_only_by(check: str, factory: str, **options: Any) -> harness.Report:
 def test_double_claim_is_reported_as_duplicated() -> None:
     report = caught_only_by("duplicated", "double_claim")
     assert report.data["checks"]["duplicated"] >= 1
+    # The report carries each example's ledger: two bodies of it ran, in two claims.
+    evidence = report.data["duplicated_evidence"]
+    assert evidence and len(evidence) <= 3
+    for task_id, records in evidence.items():
+        runs = [r for r in records if r["e"] == "run" and r["id"] == task_id]
+        assert len({r["k"] for r in runs}) >= 2, records
 
 
 def test_payloads_never_deleted_are_reported_left() -> None:

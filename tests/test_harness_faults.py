@@ -14,7 +14,8 @@ CLEAN = ("lost", "duplicated", "unexpected", "wrong_results", "dead", "payloads_
 
 
 def assert_clean(report: harness.Report) -> None:
-    assert report.ok, report.data["failures"]
+    evidence = {k: report.data.get(k) for k in ("checks", "fault_log", "duplicated_evidence")}
+    assert report.ok, (report.data["failures"], evidence)
     checks = report.data["checks"]
     assert all(checks[name] == 0 for name in CLEAN), checks
 

@@ -48,8 +48,12 @@ class Blocking:
             self._idle.append(pipe)  # nothing was sent on it (or it is closed: it reopens)
             raise
         try:
-            result = await asyncio.shield(fut)
+            # Awaited directly (a shield would cost a turn of the loop per wait): if we are
+            # cancelled while it waits, the reply goes to a rescue future instead.
+            result = await fut
         except asyncio.CancelledError:
+            if fut.cancelled():
+                fut = pipe.rescue(fut)
             abandoned(fut)
             if fut.done():
                 self._finished(pipe, fut)

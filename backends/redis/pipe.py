@@ -57,6 +57,19 @@ class _Protocol(asyncio.Protocol):
         # share the next one. WAIT blocks the connection, so one per call would queue them.
         self.wait_inflight: asyncio.Future[Any] | None = None
         self.wait_next: asyncio.Future[Any] | None = None
+        # Calls whose caller was cancelled but whose reply still matters (a blocking pop may
+        # have taken a record): the future that gets it instead (see `rescue`).
+        self.rescued: dict[asyncio.Future[Any], asyncio.Future[Any]] = {}
+
+    def rescue(self, fut: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """A future for the reply of the call whose future `fut` was cancelled by its
+        caller, resolved when that reply arrives, or failed if the connection is lost."""
+        late = self.loop.create_future()
+        if self.transport is None or self.lost is not None or fut not in self.waiting:
+            late.set_exception(rex.ConnectionError(f"Connection closed: {self.lost}"))
+        else:
+            self.rescued[fut] = late
+        return late
 
     def expect(self, futures: list[asyncio.Future[Any]], blocks: float = 0.0) -> None:
         deadline = time.monotonic() + self.timeout + blocks
@@ -87,7 +100,9 @@ class _Protocol(asyncio.Protocol):
             fut = self.waiting.popleft()
             self.deadlines.popleft()
             if fut.done():  # its caller was cancelled; the reply is still consumed in order
-                continue
+                fut = self.rescued.pop(fut, fut)
+                if fut.done():
+                    continue
             if isinstance(reply, hiredis.ReplyError):
                 fut.set_exception(response_error(str(reply)))
             else:
@@ -101,6 +116,7 @@ class _Protocol(asyncio.Protocol):
         self.deadlines.clear()
         while self.waiting:
             fut = self.waiting.popleft()
+            fut = self.rescued.pop(fut, fut)
             if not fut.done():
                 fut.set_exception(error)
         if not self.closed.done():
@@ -206,6 +222,15 @@ class Pipe:
         proto.expect([fut], blocks)
         proto.transport.write(encode(args))
         return fut, proto.client_id
+
+    def rescue(self, fut: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """The reply of a blocking call whose caller was cancelled (`_Protocol.rescue`)."""
+        proto = self._proto
+        if proto is None:
+            late: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            late.set_exception(rex.ConnectionError("Connection closed"))
+            return late
+        return proto.rescue(fut)
 
     async def execute_all(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Several commands written at once on this one connection; their replies in order,
