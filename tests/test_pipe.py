@@ -15,7 +15,7 @@ from redis import exceptions as rex
 
 from harness.servers import RedisServer, redis_server_binary
 from kew_plug import StoreUnavailable
-from kew_plug.backends.redis.pipe import Pipe, PipeScript
+from kew_plug.backends.redis.pipe import Pipe, PipeScript, _Protocol
 from kew_plug.backends.redis.replication import ReplicaWait
 from tests.helpers import eventually
 
@@ -158,3 +158,43 @@ async def test_one_caller_cancelled_does_not_cancel_the_shared_wait_for_others()
         assert isinstance(results[1], asyncio.CancelledError)
         others = [results[0], *results[2:]]
         assert all(isinstance(r, StoreUnavailable) for r in others), others
+
+
+@pytest.mark.parametrize("reply_first", [True, False])
+async def test_a_blocking_reply_outlives_its_callers_cancellation(reply_first: bool) -> None:
+    """A blocking pop's reply may hold a record the server popped for us: when its caller
+    was cancelled, `rescue` gets it, whether it came before or after the caller asked; the
+    replies behind it still reach their own callers."""
+    proto = _Protocol(5.0)
+    loop = asyncio.get_running_loop()
+    blocked, after = loop.create_future(), loop.create_future()
+    proto.expect([blocked, after])
+    proto.kept.add(blocked)
+    blocked.cancel()
+    replies = b"*2\r\n$5\r\ninbox\r\n$6\r\nrecord\r\n+PONG\r\n"
+    if reply_first:
+        proto.data_received(replies)
+        late = proto.rescue(blocked)
+    else:
+        late = proto.rescue(blocked)
+        assert not late.done()
+        proto.data_received(replies)
+    assert late.result() == [b"inbox", b"record"]
+    assert after.result() == b"PONG"
+    assert not proto.kept and not proto.rescued and not proto.orphans
+    if proto.watchdog is not None:
+        proto.watchdog.cancel()
+
+
+async def test_an_ordinary_reply_of_a_cancelled_caller_is_dropped_in_order() -> None:
+    proto = _Protocol(5.0)
+    loop = asyncio.get_running_loop()
+    gone, after = loop.create_future(), loop.create_future()
+    proto.expect([gone, after])
+    gone.cancel()
+    proto.data_received(b":1\r\n:2\r\n")
+    assert after.result() == 2 and not proto.orphans
+    with pytest.raises(rex.ConnectionError):
+        proto.rescue(gone).result()  # never kept: nothing to rescue
+    if proto.watchdog is not None:
+        proto.watchdog.cancel()

@@ -57,18 +57,24 @@ class _Protocol(asyncio.Protocol):
         # share the next one. WAIT blocks the connection, so one per call would queue them.
         self.wait_inflight: asyncio.Future[Any] | None = None
         self.wait_next: asyncio.Future[Any] | None = None
-        # Calls whose caller was cancelled but whose reply still matters (a blocking pop may
-        # have taken a record): the future that gets it instead (see `rescue`).
+        # Blocking calls (`start_blocking`): a reply may carry a record the server popped for
+        # us, so it must outlive its caller's cancellation. `rescued`: the future that gets
+        # it instead; `orphans`: a reply that came before its caller asked (see `rescue`).
+        self.kept: set[asyncio.Future[Any]] = set()
         self.rescued: dict[asyncio.Future[Any], asyncio.Future[Any]] = {}
+        self.orphans: dict[asyncio.Future[Any], Any] = {}
 
     def rescue(self, fut: asyncio.Future[Any]) -> asyncio.Future[Any]:
-        """A future for the reply of the call whose future `fut` was cancelled by its
-        caller, resolved when that reply arrives, or failed if the connection is lost."""
+        """A future for the reply of the blocking call whose future `fut` its caller
+        cancelled: resolved now if the reply is in, when it arrives, or failed if the
+        connection is lost first."""
         late = self.loop.create_future()
-        if self.transport is None or self.lost is not None or fut not in self.waiting:
-            late.set_exception(rex.ConnectionError(f"Connection closed: {self.lost}"))
-        else:
+        if fut in self.orphans:
+            _resolve(late, self.orphans.pop(fut))
+        elif fut in self.kept and self.lost is None:
             self.rescued[fut] = late
+        else:
+            late.set_exception(rex.ConnectionError(f"Connection closed: {self.lost}"))
         return late
 
     def expect(self, futures: list[asyncio.Future[Any]], blocks: float = 0.0) -> None:
@@ -99,14 +105,15 @@ class _Protocol(asyncio.Protocol):
         while (reply := self.reader.gets()) is not False:
             fut = self.waiting.popleft()
             self.deadlines.popleft()
-            if fut.done():  # its caller was cancelled; the reply is still consumed in order
-                fut = self.rescued.pop(fut, fut)
-                if fut.done():
-                    continue
-            if isinstance(reply, hiredis.ReplyError):
-                fut.set_exception(response_error(str(reply)))
-            else:
-                fut.set_result(reply)
+            if fut in self.kept:
+                self.kept.discard(fut)
+                if fut.cancelled():
+                    if fut not in self.rescued:
+                        self.orphans[fut] = reply  # for the rescue() its caller will make
+                        continue
+                    fut = self.rescued.pop(fut)
+            if not fut.done():  # else its caller was cancelled; the reply is consumed in order
+                _resolve(fut, reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.watchdog is not None:
@@ -116,11 +123,19 @@ class _Protocol(asyncio.Protocol):
         self.deadlines.clear()
         while self.waiting:
             fut = self.waiting.popleft()
+            self.kept.discard(fut)
             fut = self.rescued.pop(fut, fut)
             if not fut.done():
                 fut.set_exception(error)
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _resolve(fut: asyncio.Future[Any], reply: Any) -> None:
+    if isinstance(reply, hiredis.ReplyError):
+        fut.set_exception(response_error(str(reply)))
+    else:
+        fut.set_result(reply)
 
 
 def response_error(message: str) -> rex.RedisError:
@@ -220,6 +235,7 @@ class Pipe:
             raise rex.ConnectionError(f"Connection closed: {proto.lost}")
         fut: asyncio.Future[Any] = proto.loop.create_future()
         proto.expect([fut], blocks)
+        proto.kept.add(fut)
         proto.transport.write(encode(args))
         return fut, proto.client_id
 
