@@ -325,7 +325,7 @@ class Worker:
                 at = wakeup.at - claim.age_ms / 1000
                 self._start(runner, claim, at, wall - (now - at))
 
-        failure = await self._until(waiting(), None, self._wake)
+        failure = await self._race(waiting(), self._wake)
         if failure is not None:
             self.stats.store_errors += 1
             await self._until(self._stop, self._wait_backoff.failed(failure))
@@ -381,6 +381,30 @@ class Worker:
                 raise  # we were cancelled ourselves, not just the task we gave up on
         except Exception as e:
             return e
+        return None
+
+    async def _race(self, aw: Coroutine[Any, Any, None], also: asyncio.Event) -> Exception | None:
+        """`_until(aw, None, also)`, a turn of the event loop shorter (a worker waits once
+        per hand-off): the task is awaited directly, and stop() or `also` cancel it."""
+        task = asyncio.ensure_future(aw)
+
+        def cut(_: object) -> None:
+            task.cancel()
+
+        watchers = (self._waiter(self._stop), self._waiter(also))
+        for watcher in watchers:
+            watcher.add_done_callback(cut)
+        try:
+            await task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise  # we were cancelled ourselves, not just the task we gave up on
+        except Exception as e:
+            return e
+        finally:
+            for watcher in watchers:
+                watcher.remove_done_callback(cut)
         return None
 
     def _waiter(self, event: asyncio.Event) -> asyncio.Future[Any]:
