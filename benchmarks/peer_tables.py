@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from typing import Any
 
 # (report key, column, format, higher is better)
@@ -32,7 +33,7 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def _ratio(x: float | None) -> str:
-    if x is None:
+    if x is None or x == 0:
         return "n/a"
     return f"{x:.3g}" if x < 100 else f"{x:.0f}"
 
@@ -46,20 +47,43 @@ def medians(report: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def against_peers(report: dict[str, Any]) -> str:
-    keys = [c for c in COLUMNS]
-    head = "| peer | " + " | ".join(c[1] for c in keys) + " |"
-    rows = [head, "|" + "---|" * (len(keys) + 1)]
-    for system, ratios in report["ratios_vs_ref"].items():
-        if system == REF:
+def _value(result: dict[str, Any], key: str) -> float | None:
+    value: Any = result
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def ratios(report: dict[str, Any], ref: str) -> dict[str, dict[str, float | None]]:
+    """Per system and column: the median over repeats of ref's value / the system's,
+    oriented so that above 1 is better for ref (for throughput, ref / peer; for latency,
+    memory and Redis cost, peer / ref)."""
+    by_repeat: dict[int, dict[str, dict[str, Any]]] = {}
+    for run in report["runs"]:
+        if run.get("ok"):
+            by_repeat.setdefault(run["repeat"], {})[run["system"]] = run["result"]
+    out: dict[str, dict[str, float | None]] = {}
+    for system in report["summary"]:
+        if system == ref:
             continue
-        cells = []
-        for key, _, _, higher_better in keys:
-            r = ratios.get(key)  # the peer's value / kew-plug's, median over repeats
-            if r is None or r == 0:
-                cells.append("n/a")
-            else:
-                cells.append(_ratio(1 / r if higher_better else r))
+        out[system] = {}
+        for key, _, _, higher_better in COLUMNS:
+            found = []
+            for results in by_repeat.values():
+                mine, theirs = results.get(ref), results.get(system)
+                a = None if mine is None else _value(mine, key)
+                b = None if theirs is None else _value(theirs, key)
+                if a and b:
+                    found.append(a / b if higher_better else b / a)
+            out[system][key] = statistics.median(found) if found else None
+    return out
+
+
+def against_peers(report: dict[str, Any], ref: str = REF) -> str:
+    head = f"| {ref} against | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    rows = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for system, by_key in ratios(report, ref).items():
+        cells = [_ratio(by_key[key]) for key, *_ in COLUMNS]
         rows.append(f"| {system} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -67,11 +91,14 @@ def against_peers(report: dict[str, Any]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("report", help="a JSON report of ../shared/bench/run.py")
+    p.add_argument("--ref", action="append", help=f"the system compared (default {REF})")
     a = p.parse_args()
     with open(a.report) as f:
         report = json.load(f)
-    print(medians(report), end="\n\n")
-    print(against_peers(report))
+    print(medians(report))
+    for ref in a.ref or [REF]:
+        print()
+        print(against_peers(report, ref))
 
 
 if __name__ == "__main__":
