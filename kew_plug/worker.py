@@ -299,7 +299,7 @@ class Worker:
             if hand_off:
                 offered = await self._wait_handed(runner, offered, timeout)
                 continue
-            failure = await self._until(store.wait(q, timeout), None, self._wake)
+            failure = await self._race(store.wait(q, timeout), self._wake)
             if failure is None:
                 waiting.ok()
             else:  # not fatal: the next claim finds the work anyway; but do not spin
@@ -355,37 +355,19 @@ class Worker:
         return self.concurrency, False
 
     async def _until(
-        self,
-        aw: Coroutine[Any, Any, Any] | asyncio.Event,
-        timeout: float | None,
-        also: asyncio.Event | None = None,
-    ) -> Exception | None:
-        """Await `aw` (a coroutine, or an event to be set) but return early when stop() is
-        called, `also` is set or `timeout` passes. Returns what `aw` raised, if it raised."""
-        shared = isinstance(aw, asyncio.Event)
-        task = self._waiter(aw) if isinstance(aw, asyncio.Event) else asyncio.ensure_future(aw)
-        waited = {task, self._waiter(self._stop)}
+        self, event: asyncio.Event, timeout: float | None, also: asyncio.Event | None = None
+    ) -> None:
+        """Wait until `event` is set, stop() is called, `also` is set or `timeout` passes."""
+        waited = {self._waiter(event), self._waiter(self._stop)}
         if also is not None:
             waited.add(self._waiter(also))
-        try:
-            await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not shared and not task.done():
-                task.cancel()
-        if shared:
-            return None
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise  # we were cancelled ourselves, not just the task we gave up on
-        except Exception as e:
-            return e
-        return None
+        await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
 
-    async def _race(self, aw: Coroutine[Any, Any, None], also: asyncio.Event) -> Exception | None:
-        """`_until(aw, None, also)`, a turn of the event loop shorter (a worker waits once
-        per hand-off): the task is awaited directly, and stop() or `also` cancel it."""
+    async def _race(self, aw: Coroutine[Any, Any, Any], also: asyncio.Event) -> Exception | None:
+        """Await `aw` but give it up (cancel it) when stop() is called or `also` is set.
+        Returns what `aw` raised, if it raised. Its task is awaited directly rather than
+        raced in asyncio.wait: a turn of the event loop less, and a worker waits once per
+        hand-off."""
         task = asyncio.ensure_future(aw)
 
         def cut(_: object) -> None:

@@ -71,7 +71,7 @@ class _Protocol(asyncio.Protocol):
         late = self.loop.create_future()
         if fut in self.orphans:
             _resolve(late, self.orphans.pop(fut))
-        elif fut in self.kept and self.lost is None:
+        elif fut in self.kept:  # a lost connection forgets every call it kept
             self.rescued[fut] = late
         else:
             late.set_exception(rex.ConnectionError(f"Connection closed: {self.lost}"))
@@ -131,6 +131,17 @@ class _Protocol(asyncio.Protocol):
             self.closed.set_result(None)
 
 
+def setup_commands(options: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """What a new connection sends first: AUTH and SELECT, as the URL's options ask."""
+    setup: list[tuple[Any, ...]] = []
+    if options.get("password") is not None:
+        user, password = options.get("username"), options["password"]
+        setup.append(("AUTH", user, password) if user else ("AUTH", password))
+    if options.get("db"):
+        setup.append(("SELECT", int(options["db"])))
+    return setup
+
+
 def _resolve(fut: asyncio.Future[Any], reply: Any) -> None:
     if isinstance(reply, hiredis.ReplyError):
         fut.set_exception(response_error(str(reply)))
@@ -175,14 +186,8 @@ class Pipe:
             _, proto = await asyncio.wait_for(opening, self.timeout)
         except (OSError, TimeoutError) as e:
             raise rex.ConnectionError(f"Error connecting: {e}") from e
-        setup: list[tuple[Any, ...]] = []
-        if o.get("password") is not None:
-            user = o.get("username")
-            setup.append(("AUTH", user, o["password"]) if user else ("AUTH", o["password"]))
-        if o.get("db"):
-            setup.append(("SELECT", int(o["db"])))
         try:
-            for command in setup:
+            for command in setup_commands(o):
                 await self._send(proto, command)
         except BaseException:
             if proto.transport is not None:

@@ -20,7 +20,7 @@ import hiredis
 from redis import exceptions as rex
 from redis.connection import parse_url
 
-from kew_plug.backends.redis.pipe import encode, response_error
+from kew_plug.backends.redis.pipe import encode, response_error, setup_commands
 
 
 class SyncPipe:
@@ -41,11 +41,8 @@ class SyncPipe:
         self.sock = sock
         self.reader = hiredis.Reader()
         try:
-            if options.get("password") is not None:
-                user, password = options.get("username"), options["password"]
-                self.execute(("AUTH", user, password) if user else ("AUTH", password))
-            if options.get("db"):
-                self.execute(("SELECT", int(options["db"])))
+            for command in setup_commands(options):
+                self.execute(command)
         except BaseException:
             self.close()
             raise
