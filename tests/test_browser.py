@@ -99,6 +99,7 @@ def test_dashboard_in_a_browser_shows_the_workload_and_requeues(
     browser: Any, dashboard: str, redis_url: str, namespace: str
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(dashboard)
 
@@ -113,7 +114,8 @@ def test_dashboard_in_a_browser_shows_the_workload_and_requeues(
     assert "RuntimeError: exploded 7" in dead_row.text
     screenshot(browser, "dashboard.png")
     dead_row.find_element(By.CSS_SELECTOR, "button.requeue").click()
-    message = browser.find_element(By.ID, "message")
+    # The click submits a form; the page it redirects to may not have loaded yet.
+    message = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "message"))[0]
     assert message.text == "requeued boom"
     assert count("dead") == "0" and count("queued") == "4"
     assert asyncio.run(state_of(redis_url, namespace, "boom")) is TaskState.QUEUED
