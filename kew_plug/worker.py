@@ -24,7 +24,7 @@ from kew_plug.executors import make_executor
 from kew_plug.hooks import Hook, TaskEvent, run_hooks
 from kew_plug.interfaces import Breaker, BreakerState
 from kew_plug.leases import LeaseBook, recover_loop
-from kew_plug.models import Claim, Wakeup
+from kew_plug.models import Claim
 from kew_plug.outbox import Outbox
 from kew_plug.queue import Queue
 from kew_plug.retry import RetryPolicy
@@ -234,18 +234,8 @@ class Worker:
         # straight to us while we wait.
         hand_off = self._hand_off
         offer_ms = int(self.wait_timeout * 1000) + OFFER_SLACK_MS
-        offered = 0  # slots our last offer still holds
-        due_at: float | None = None  # when the next deferred task is due, by our clock
         while not self._stop.is_set():
             half_open = False
-            if offered > 0:
-                # Still offered: wait for hand-offs (or a wake-up) rather than claim again,
-                # but claim when a deferred task comes due (the claim promotes it).
-                timeout = self.wait_timeout
-                if due_at is not None:
-                    timeout = max(0.001, min(timeout, due_at - time.monotonic()))
-                offered = await self._wait_handed(runner, offered, timeout)
-                continue
             free = self.concurrency - len(self._active)
             if free <= 0:
                 self._slot_free.clear()
@@ -280,11 +270,6 @@ class Worker:
             for claim in batch.claims:
                 age = claim.age_ms / 1000
                 self._start(runner, claim, claimed_at - age, claimed_wall - age)
-            if hand_off:
-                offered = free - len(batch.claims)
-                due_at = None
-                if batch.next_due_ms is not None:
-                    due_at = claimed_at + batch.next_due_ms / 1000
             if batch.claims and not (len(batch.claims) < free and batch.ready_left == 0):
                 if half_open:
                     # While a probe runs, more claims are refused by allow() and released at
@@ -297,7 +282,10 @@ class Worker:
             if batch.next_due_ms is not None:
                 timeout = max(0.001, min(timeout, batch.next_due_ms / 1000))
             if hand_off:
-                offered = await self._wait_handed(runner, offered, timeout)
+                due_at = None
+                if batch.next_due_ms is not None:
+                    due_at = claimed_at + batch.next_due_ms / 1000
+                await self._wait_handed(runner, free - len(batch.claims), timeout, due_at)
                 continue
             failure = await self._race(store.wait(q, timeout), self._wake)
             if failure is None:
@@ -306,34 +294,44 @@ class Worker:
                 self.stats.store_errors += 1
                 await self._until(self._stop, waiting.failed(failure))
 
-    async def _wait_handed(self, runner: Runner, offered: int, timeout: float) -> int:
-        """Wait for a hand-off or a wake-up; start what was handed to us. Returns the slots
-        our offer still holds: 0 when the next step is a claim (woken, timed out, failed)."""
+    async def _wait_handed(
+        self, runner: Runner, offered: int, timeout: float, due_at: float | None
+    ) -> None:
+        """Wait for hand-offs or a wake-up, starting what is handed to us, while our offer
+        of `offered` slots holds any; return when the next step is a claim (woken, timed
+        out, failed, offer used up). `due_at`: when a deferred task is due (the claim
+        promotes it), by our clock."""
         store, q = self.queue.store, self.queue.name
-        got: list[Wakeup] = []
 
         async def waiting() -> None:
-            wakeup = await store.wait_handed(q, self.id, timeout)
-            got.append(wakeup)
-            # Started here, the moment the store answers, rather than a turn of the loop
-            # later, once the wait below has noticed: a hand-off's pickup is that much
-            # shorter.
-            now, wall = time.monotonic(), time.time()
-            self.stats.handed += len(wakeup.claims)
-            for claim in wakeup.claims:
-                # The lease began when the store handed it over: count from there, never later.
-                at = wakeup.at - claim.age_ms / 1000
-                self._start(runner, claim, at, wall - (now - at))
+            held, wait = offered, timeout
+            while True:
+                wakeup = await store.wait_handed(q, self.id, wait)
+                if not wakeup.claims:
+                    return
+                # Started here, the moment the store answers, rather than a turn of the
+                # loop later: a hand-off's pickup is that much shorter.
+                now, wall = time.monotonic(), time.time()
+                self.stats.handed += len(wakeup.claims)
+                for claim in wakeup.claims:
+                    # The lease began when the store handed it over: count from there.
+                    at = wakeup.at - claim.age_ms / 1000
+                    self._start(runner, claim, at, wall - (now - at))
+                held -= len(wakeup.claims)
+                if held <= 0:
+                    return
+                # Waiting again in the same turn, not after the claim loop's next turns: a
+                # worker's turns per hand-off are most of what a trickled task costs it.
+                wait = self.wait_timeout
+                if due_at is not None:
+                    wait = max(0.001, min(wait, due_at - time.monotonic()))
 
         failure = await self._race(waiting(), self._wake)
-        if failure is not None:
+        if failure is None:
+            self._wait_backoff.ok()
+        else:
             self.stats.store_errors += 1
             await self._until(self._stop, self._wait_backoff.failed(failure))
-            return 0
-        self._wait_backoff.ok()
-        if not got or not got[0].claims:
-            return 0
-        return offered - len(got[0].claims)
 
     async def _breaker_limit(self, breaker: Breaker, gate: Backoff) -> tuple[int, bool] | None:
         """How many tasks the breaker lets us claim now (all while closed, its probe count
