@@ -50,6 +50,11 @@ class ForeignTraceback(Exception):
         return "\n" + str(self.args[0]) if self.args else ""
 
 
+def cancelled_because(error: asyncio.CancelledError) -> str:
+    """Why a running task was cancelled: the worker passes its reason to Task.cancel()."""
+    return str(error.args[0]) if error.args else "its task was cancelled"
+
+
 class ThreadExecutor:
     """Daemon threads, reused while idle (at most `keep_idle` of them wait for work)."""
 
@@ -104,8 +109,8 @@ class ThreadExecutor:
             stack = self._abandon(thread, future, f"it ran over its timeout of {timeout} s")
             error = TaskTimeout(f"ran over its timeout of {timeout} s; its thread was abandoned")
             raise error from ForeignTraceback(f"{thread.name} was here:\n{stack}")
-        except asyncio.CancelledError:
-            self._abandon(thread, future, "the worker stopped")
+        except asyncio.CancelledError as e:
+            self._abandon(thread, future, cancelled_because(e))
             raise
 
     def _abandon(self, thread: _Thread, future: Future[Any], why: str) -> str:
@@ -200,8 +205,8 @@ class ProcessExecutor:
             raise TaskTimeout(
                 f"ran over its timeout of {timeout} s; its process (pid {worker.pid}) was killed"
             ) from None
-        except asyncio.CancelledError:
-            self._kill(worker, "the worker stopped")
+        except asyncio.CancelledError as e:
+            self._kill(worker, cancelled_because(e))
             raise
         except BaseException:
             self._kill(worker, "its pipe broke")  # the process died, or the pipe did

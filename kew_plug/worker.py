@@ -37,6 +37,9 @@ MIN_LEASE_S = 0.05  # renewal runs every third of the lease: shorter would spin
 MIN_INTERVAL_S = 0.01
 MIN_WAIT_S = 0.001
 HALF_OPEN_PAUSE = 0.05  # s between claims while another call holds the half-open probe
+# Why a running task is cancelled: its thread's or process's log line says which.
+LEASE_LOST = "its lease was lost (the task was cancelled, or recovered after its lease ran out)"
+STOPPING = "the worker stopped before it finished"
 # An offer of hand-offs lapses this long after the worker's wait would have timed out, so a
 # worker that died waiting is handed tasks for at most wait_timeout plus this.
 OFFER_SLACK_MS = 250
@@ -423,7 +426,7 @@ class Worker:
         task = self._active.get(claim.id)
         if task is not None:
             self.stats.cancelled += 1
-            task.cancel()
+            task.cancel(LEASE_LOST)
 
     def _lapsed(self, claim: Claim, late: float) -> None:
         why = f"lease ran out {late:.3f} s before a renewal or settlement was confirmed"
@@ -459,7 +462,7 @@ class Worker:
             await asyncio.wait(list(self._active.values()), timeout=self.shutdown_timeout)
         unfinished = list(self._active.values())
         for task in unfinished:
-            task.cancel()
+            task.cancel(STOPPING)
         if unfinished:
             await asyncio.wait(unfinished)
         self._outbox.close()

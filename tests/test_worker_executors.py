@@ -206,3 +206,34 @@ async def test_thread_abandoned_at_timeout_is_counted_and_its_stack_kept() -> No
     assert event.error.endswith("its thread was abandoned")
     # Where the stuck thread was when it was given up on, down to the task's own line.
     assert event.traceback is not None and "in never_returns" in event.traceback
+
+
+CANCEL_GATE = threading.Event()  # the cancelled thread's task ends when the test opens it
+
+
+def wait_for_gate() -> None:
+    CANCEL_GATE.wait(30)
+
+
+async def test_a_cancelled_thread_task_is_logged_as_cancelled_not_as_a_stopping_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    q = Queue("memory", name="cancel-log")
+    handle = await q.submit(wait_for_gate, retries=0)
+    worker = fast(q, concurrency=1, lease=0.3)
+    run = asyncio.create_task(worker.run())
+    try:
+        await eventually(
+            lambda: q.status(handle.id), lambda s: s is not None and s.value == "running"
+        )
+        with caplog.at_level("WARNING", logger="kew_plug.worker"):
+            assert await q.cancel(handle.id)
+            await eventually(
+                lambda: asyncio.sleep(0, worker.stats.abandoned_threads), lambda n: n == 1
+            )
+        (line,) = [r.getMessage() for r in caplog.records if "abandoned (task" in r.getMessage()]
+        assert "its lease was lost" in line and "worker stopped" not in line
+    finally:
+        CANCEL_GATE.set()
+        worker.stop()
+        await run
