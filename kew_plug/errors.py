@@ -109,5 +109,13 @@ class TaskCancelled(KewError):
         self.task_id = task_id
 
 
+class TaskNotFound(KewError, LookupError):
+    """No task with this id in the queue: never submitted, or its record expired."""
+
+    def __init__(self, task_id: str, queue: str) -> None:
+        super().__init__(f"no task {task_id!r} in queue {queue!r} (never submitted, or expired)")
+        self.task_id = task_id
+
+
 class TaskTimeout(KewError, TimeoutError):
     """A task ran past its timeout and was cancelled (counted as a failed attempt)."""

@@ -185,8 +185,8 @@ class Queue:
             cron=cron,
             every=every,
             tz=tz,
-            args=tuple(args),
-            kwargs=dict(kwargs or {}),
+            args=validate.args(args),
+            kwargs=validate.kwargs(kwargs or {}),
             catch_up=catch_up,
             catch_up_window=catch_up_window,
             priority=priority,
@@ -217,7 +217,7 @@ class Queue:
                 "pickle sends functions by name, and a function defined in __main__ cannot be "
                 "imported by a worker process; move it to a module or use cloudpickle or dill",
             )
-        envelope = (spec.fn, tuple(spec.args), dict(spec.kwargs), timeout)
+        envelope = (spec.fn, validate.args(spec.args), validate.kwargs(spec.kwargs), timeout)
         try:
             payload = self.serializer.dumps(envelope)
         except SerializationError as e:
@@ -329,7 +329,8 @@ class Queue:
     async def result(self, task_id: str, timeout: float | None = None) -> Any:
         """Wait for the task to finish and return its value; `TaskFailed` if it ended dead,
         `TaskCancelled` if it was cancelled, `TimeoutError` after `timeout` seconds,
-        `LookupError` for an unknown id. Wakes when the task settles, without polling."""
+        `TaskNotFound` (a `LookupError`) for an unknown id. Wakes when the task settles,
+        without polling."""
         self._open()
         (value,) = await wait_for_results(self, [task_id], timeout, return_exceptions=False)
         return value

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from kew_plug.errors import TaskCancelled, TaskFailed
+from kew_plug.errors import TaskCancelled, TaskFailed, TaskNotFound
 from kew_plug.models import TaskRecord, TaskState
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ async def wait_for_results(
             records = await queue.store.get_many(queue.name, pending) if pending else []
             for task_id, record in zip(pending, records, strict=True):
                 if record is None:
-                    raise LookupError(f"no task {task_id!r} in queue {queue.name!r}")
+                    raise TaskNotFound(task_id, queue.name)
                 if record.state in (TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED):
                     found[task_id] = record
             pending = [i for i in pending if i not in found]

@@ -118,7 +118,7 @@ class SyncQueue:
 
     def result(self, task_id: str, timeout: float | None = None) -> Any:
         """`Queue.result`: waits for the task without polling; `TaskFailed`, `TaskCancelled`,
-        `TimeoutError` or `LookupError` as there."""
+        `TimeoutError` or `TaskNotFound` as there."""
         return self._run(self.queue.result(task_id, timeout))
 
     def wait_many(

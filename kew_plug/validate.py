@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from kew_plug.errors import InvalidArgument
 from kew_plug.ordering import PRIORITY_MAX
@@ -27,6 +29,35 @@ def name(kind: str, value: object) -> str:
     if suspect and any(c in "{}" or ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidArgument(f"{kind} {value!r} contains a brace or a control character")
     return value
+
+
+def args(value: object) -> tuple[Any, ...]:
+    """A task's positional arguments: a tuple or list. Text is refused rather than split
+    into characters: `("hello")` is a str, one argument is `("hello",)`."""
+    if type(value) is tuple:
+        return value
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    kind = type(value).__name__
+    if isinstance(value, str | bytes | bytearray):
+        raise InvalidArgument(
+            f"args must be a tuple or list of arguments, not a {kind} ({value!r:.40}); "
+            f"a single argument needs a trailing comma: (x,)"
+        )
+    if isinstance(value, Mapping):
+        raise InvalidArgument(f"args must be a tuple or list, not a {kind}; keywords go in kwargs")
+    raise InvalidArgument(f"args must be a tuple or list of arguments, not {kind}: {value!r:.40}")
+
+
+def kwargs(value: object) -> dict[str, Any]:
+    """A task's keyword arguments: a mapping of str names."""
+    if not isinstance(value, Mapping):
+        kind = type(value).__name__
+        raise InvalidArgument(f"kwargs must be a mapping of argument names to values, not {kind}")
+    names = [k for k in value if not isinstance(k, str)]
+    if names:
+        raise InvalidArgument(f"kwargs names must be str, got {names[0]!r}")
+    return dict(value)
 
 
 def priority(value: object) -> int:

@@ -47,6 +47,21 @@ def test_every_part_in_the_readme_table_imports_from_kew_plug() -> None:
         assert name in kew_plug.__all__ and name in dir(kew_plug)
 
 
+def test_every_kew_plug_error_imports_from_kew_plug() -> None:
+    # A user catches what the README says a call raises without knowing kew_plug.errors.
+    import kew_plug.errors
+
+    errors = {
+        name
+        for name, value in vars(kew_plug.errors).items()
+        if isinstance(value, type) and issubclass(value, kew_plug.errors.KewError)
+    }
+    assert {"TaskCancelled", "TaskNotFound", "Unsupported"} <= errors
+    for name in errors:
+        assert name in kew_plug.__all__
+        assert getattr(kew_plug, name) is getattr(kew_plug.errors, name)
+
+
 def test_importing_kew_plug_loads_no_backend_until_one_is_named() -> None:
     done = run(
         """

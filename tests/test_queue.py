@@ -22,6 +22,7 @@ from kew_plug import (
     TaskExists,
     TaskFailed,
     TaskHandle,
+    TaskNotFound,
     TaskSpec,
     TaskState,
     UnknownBackend,
@@ -308,12 +309,19 @@ NOW = datetime.now(UTC)
         ({"retries": -1}, "retries must be an int"),
         ({"retries": 2.0}, "retries must be an int"),
         ({"retries": 10**6}, "retries must be an int"),
+        ({"args": "hello"}, "a single argument needs a trailing comma"),
+        ({"args": b"raw"}, "args must be a tuple or list of arguments, not a bytes"),
+        ({"args": 5}, "args must be a tuple or list of arguments, not int"),
+        ({"args": {"a": 1}}, "keywords go in kwargs"),
+        ({"kwargs": [("a", 1)]}, "kwargs must be a mapping"),
+        ({"kwargs": {1: 2}}, "kwargs names must be str, got 1"),
     ],
 )
 async def test_bad_input_is_refused_naming_the_problem(kwargs: dict[str, Any], needle: str) -> None:
     q = Queue("memory", name="strict")
+    kwargs.setdefault("args", (1, 2))
     with pytest.raises(InvalidArgument) as info:
-        await q.submit(add, (1, 2), **kwargs)
+        await q.submit(add, **kwargs)
     assert needle in str(info.value)
     assert isinstance(info.value, ValueError)
     assert await nothing_stored(q.store, q.name)
@@ -476,7 +484,7 @@ async def test_result_errors() -> None:
     q = Queue("memory", name="results")
     dead = await q.submit(always_fails, ("kaput",), retries=0)
     waiting = await q.submit(add, (1, 2), delay=60)
-    with pytest.raises(LookupError, match="no task 'missing'"):
+    with pytest.raises(TaskNotFound, match="no task 'missing' in queue 'results'"):
         await q.result("missing", timeout=1)
     with pytest.raises(TimeoutError):
         await q.result(waiting.id, timeout=0.05)
