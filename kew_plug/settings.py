@@ -1,5 +1,6 @@
 """One definition of a queue for the app and the `kew-plug` command: a URL plus options, or
-the environment, so neither has to write code that constructs a store."""
+the environment, so neither has to write code that constructs a store. The `sync_` forms
+give the same queue as a `SyncQueue`, for code without an event loop."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from kew_plug.errors import InvalidArgument
 from kew_plug.queue import Queue
 from kew_plug.registry import make_store
+from kew_plug.sync_queue import SyncQueue
 
 ENV_URL = "KEW_PLUG_URL"
 ENV_NAMESPACE = "KEW_PLUG_NAMESPACE"
@@ -58,6 +60,19 @@ def queue_from_env(
         serializer=env.get(ENV_SERIALIZER) or "cloudpickle",
         **queue_options,
     )
+
+
+def sync_queue_from_url(url: str, **options: Any) -> SyncQueue:
+    """`queue_from_url`, as a `SyncQueue`."""
+    return SyncQueue._wrapping(queue_from_url(url, **options))
+
+
+def sync_queue_from_env(
+    name: str = "default", environ: Mapping[str, str] | None = None, **queue_options: Any
+) -> SyncQueue:
+    """`queue_from_env`, as a `SyncQueue`: a sync app reads the same settings as its workers,
+    so both agree on the store, the namespace and the serializer."""
+    return SyncQueue._wrapping(queue_from_env(name, environ, **queue_options))
 
 
 def worker_lease(environ: Mapping[str, str] | None = None) -> float | None:

@@ -53,7 +53,19 @@ class SyncQueue:
         breaker: Breaker | str | None = None,
         **options: Any,
     ) -> None:
-        self.queue = Queue(store, serializer, breaker, **options)
+        self._around(Queue(store, serializer, breaker, **options))
+
+    @classmethod
+    def _wrapping(cls, queue: Queue) -> SyncQueue:
+        """A SyncQueue over `queue`, which it then owns (close() closes it). Only for a queue
+        made for it (`kew_plug.settings`): one that another event loop uses must not be
+        shared, as its connections belong to that loop."""
+        sync = cls.__new__(cls)
+        sync._around(queue)
+        return sync
+
+    def _around(self, queue: Queue) -> None:
+        self.queue = queue
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()

@@ -188,3 +188,18 @@ async def _set_string(url: str, key: str) -> None:
 async def _del(url: str, key: str) -> None:
     async with RedisStore.from_url(url) as store:
         await store.client.delete(key)
+
+
+def test_sync_queue_from_env_reads_the_settings_the_workers_read(
+    redis_url: str, namespace: str
+) -> None:
+    from kew_plug.settings import sync_queue_from_env
+
+    env = {"KEW_PLUG_URL": redis_url, "KEW_PLUG_NAMESPACE": namespace}
+    queue = sync_queue_from_env("from-env", env, secret=SECRET)
+    assert isinstance(queue, SyncQueue) and queue.name == "from-env"
+    with (
+        queue,
+        WorkerThread(lambda: RedisStore.from_url(redis_url, namespace=namespace), "from-env"),
+    ):
+        assert queue.submit(add, (2, 3)).result(timeout=20) == 5
