@@ -393,8 +393,12 @@ class MemoryStore(Store):
         return sorted(name for name, q in self._queues.items() if q.tasks)
 
     async def oldest_waiting_ms(self, queue: str) -> int | None:
-        q = self._q(queue)
-        waiting = [t.enqueued_ms for t in q.tasks.values() if t.state in _WAITING]
+        q, now = self._q(queue), self._now()
+        waiting = [t.enqueued_ms for t in q.tasks.values() if t.state is TaskState.QUEUED]
+        for task_id, at in q.due.items():
+            task = q.tasks.get(task_id)
+            if at <= now and task is not None and task.state in _WAITING:
+                waiting.append(at)
         return min(waiting, default=None)
 
     async def running(self, queue: str, limit: int = 100) -> list[RunningTask]:

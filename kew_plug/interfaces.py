@@ -206,8 +206,10 @@ class Store(_AsyncClosing, ABC):
         return []
 
     async def oldest_waiting_ms(self, queue: str) -> int | None:
-        """Enqueue time (epoch ms) of the oldest task among the next one to be claimed and
-        the earliest scheduled one; None when nothing waits or the store cannot tell."""
+        """Since when (epoch ms) the longest-waiting task has waited: the enqueue time of the
+        next one to be claimed, or the due time of the earliest deferred or retrying task
+        once it is due, whichever is older. A task due later is not waiting yet (periodic
+        ticks are submitted ahead). None when nothing waits or the store cannot tell."""
         return None
 
     async def running(self, queue: str, limit: int = 100) -> list[RunningTask]:

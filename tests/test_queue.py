@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from kew_plug.serializers.framing import SIGNED_PREFIX
 from kew_plug.serializers.pickling import CloudpickleSerializer, DillSerializer, PickleSerializer
 from kew_plug.serializers.signed import Signed
 from tests.conftest import StoreFactory
+from tests.helpers import eventually
 
 SECRET_A = "a-secret-that-is-long-enough-1"
 SECRET_B = "b-secret-that-is-long-enough-2"
@@ -557,3 +559,23 @@ def test_a_lazily_exported_part_names_its_missing_extra(monkeypatch: pytest.Monk
     monkeypatch.delitem(kew_plug.__dict__, "FakeRedisStore", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'kew-plug\[fakeredis\]'"):
         kew_plug.FakeRedisStore  # noqa: B018
+
+
+async def test_a_task_scheduled_for_later_is_not_counted_as_waiting(
+    make_store: StoreFactory,
+) -> None:
+    # Periodic ticks are submitted ahead of their time: an idle queue must not look late.
+    store = make_store()
+    q = Queue(store, name="oldest")
+    await q.submit(add, (1, 2), delay=300)
+    assert await store.oldest_waiting_ms(q.name) is None
+    soon = await q.submit(add, (1, 2), delay=0.05)
+    submitted_ms = time.time() * 1000
+    due_ms = await eventually(lambda: store.oldest_waiting_ms(q.name), lambda t: t is not None)
+    assert due_ms >= submitted_ms - 1000  # waiting since it came due, give or take clocks
+    await q.cancel(soon.id)
+    now = await q.submit(add, (3, 4))
+    ready_ms = await store.oldest_waiting_ms(q.name)
+    assert ready_ms is not None and abs(ready_ms - time.time() * 1000) < 5000
+    await q.cancel(now.id)
+    assert await store.oldest_waiting_ms(q.name) is None

@@ -81,14 +81,21 @@ class RedisInspection:
         async def heads() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.zrange(k.ready, 0, 0)
-                pipe.zrange(k.due, 0, 0)
+                pipe.zrange(k.due, 0, 0, withscores=True)
                 return await pipe.execute()
 
-        ids = [i for found in await self._again(heads) for i in found]
-        if not ids:
-            return None
-        times = await self._pipelined("hget", [k.task(text(i)) for i in ids], "eq")
-        found = [int(t) for t in times if t is not None]
+        ready, due = await self._again(heads)
+        found = []
+        if due:
+            # Due times are on the server's clock. (Not in the pipeline: a cluster pipeline
+            # cannot route a command without a key.)
+            seconds, micros = await self._again(self.client.time)
+            if due[0][1] <= seconds * 1000 + micros // 1000:
+                found.append(int(due[0][1]))
+        if ready:
+            (enqueued,) = await self._pipelined("hget", [k.task(text(ready[0]))], "eq")
+            if enqueued is not None:
+                found.append(int(enqueued))
         return min(found, default=None)
 
     async def running(self, queue: str, limit: int = 100) -> list[RunningTask]:
