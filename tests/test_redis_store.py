@@ -11,7 +11,7 @@ import pytest
 from redis.crc import key_slot
 
 from harness.servers import RedisServer, redis_server_binary
-from kew_plug import Queue, RetryPolicy, StoreUnavailable, Worker
+from kew_plug import InvalidArgument, Queue, RetryPolicy, StoreUnavailable, Worker
 from kew_plug.backends.fake import FakeRedisStore
 from kew_plug.backends.redis import RedisStore
 from kew_plug.models import NewTask, Outcome, OutcomeKind
@@ -98,6 +98,18 @@ async def test_unreachable_server_fails_in_one_line_naming_the_host() -> None:
     with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
         await Worker(queue).drain()
     await store.aclose()
+
+
+@pytest.mark.parametrize("url", ["redis://localhost:6379/abc", "rediss://:pw@host/0x"])
+def test_a_database_that_is_not_a_number_is_refused_without_the_password(url: str) -> None:
+    with pytest.raises(InvalidArgument, match="the database in a Redis URL is a number") as err:
+        RedisStore.from_url(url)
+    assert "pw" not in str(err.value)
+
+
+def test_a_url_without_host_or_port_names_the_default_it_uses() -> None:
+    store = RedisStore.from_url("redis://")
+    assert store.target == "localhost:6379/0"
 
 
 @needs_redis

@@ -29,7 +29,8 @@ def describe_target(client: Any) -> str:
     kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
     if "path" in kw:
         return f"unix://{kw['path']}"
-    return f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+    # redis-py's own defaults, for a URL that names no host or port (redis://).
+    return f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
 def _line(e: BaseException) -> str:

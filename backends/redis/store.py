@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -138,6 +139,7 @@ class RedisStore(RedisInspection, Store):
             user, password = found.pop("username", None), found.pop("password", None)
             cluster = cluster_client(seeds, user, password)
             return cls(cluster, owns_client=True, **{**found, **options})
+        _check_database(url)
         client = aioredis.Redis.from_url(url, decode_responses=False, retry=None)
         # TLS options in a rediss:// URL (certificates, checks) are redis-py's to honour.
         lean = fast and not url.startswith("rediss://")
@@ -525,6 +527,19 @@ def _resolved(value: Any) -> asyncio.Future[Any]:
 
 def _ignore(reply: asyncio.Future[Any]) -> None:
     """A wake token popped after its waiter gave up: a hint, nothing to keep."""
+
+
+def _check_database(url: str) -> None:
+    """redis-py reads `redis://host/abc` as database 0: refuse it instead, naming the path
+    (never the whole URL, which may hold a password)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("redis", "rediss"):
+        return
+    db = parsed.path.strip("/")
+    if db and not db.isdigit():
+        raise InvalidArgument(
+            f"the database in a Redis URL is a number (redis://host:6379/0), not {db!r}"
+        )
 
 
 def _handed(record: bytes, server_ms: int) -> Claim:
