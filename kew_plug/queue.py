@@ -201,6 +201,19 @@ class Queue:
 
     # -- submitting ---------------------------------------------------------------------
 
+    def _culprit(self, envelope: tuple[Any, ...]) -> str:
+        """Which argument the serializer refused ("argument 1 (Lock) of "), found by trying
+        each alone; empty when it is the function itself or no single one fails."""
+        _, args, kwargs, _ = envelope
+        named = [(f"argument {i}", v) for i, v in enumerate(args)]
+        named += [(f"argument {k!r}", v) for k, v in kwargs.items()]
+        for label, value in named:
+            try:
+                self.serializer.dumps(value)
+            except SerializationError:
+                return f"{label} ({type(value).__qualname__}) of "
+        return ""
+
     def _encode(self, spec: TaskSpec) -> NewTask:
         if not callable(spec.fn):
             raise InvalidArgument(f"task function must be callable, not {type(spec.fn).__name__}")
@@ -221,8 +234,8 @@ class Queue:
         try:
             payload = self.serializer.dumps(envelope)
         except SerializationError as e:
-            what = f"task {_describe(spec.fn)}"
-            raise SerializationError(what, self.serializer.name, e.__cause__ or str(e)) from e
+            what = f"{self._culprit(envelope)}task {_describe(spec.fn)}"
+            raise SerializationError(what, self.serializer.name, _root_cause(e)) from e
         if len(payload) > self.max_payload_bytes:
             raise PayloadTooLarge(
                 f"payload of task {_describe(spec.fn)}", len(payload), self.max_payload_bytes
@@ -381,6 +394,13 @@ class Queue:
 
 def _in_main(fn: Callable[..., Any]) -> bool:
     return getattr(fn, "__module__", None) == "__main__"
+
+
+def _root_cause(error: SerializationError) -> BaseException | str:
+    """What the innermost serializer raised (a wrapper such as Signed adds a layer)."""
+    while isinstance(error.__cause__, SerializationError):
+        error = error.__cause__
+    return error.__cause__ or str(error)
 
 
 def _describe(fn: Callable[..., Any]) -> str:

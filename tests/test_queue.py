@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -271,6 +272,23 @@ async def test_pickle_refuses_lambda_and_closure_at_submit(kind: str) -> None:
     assert needle in message
     assert "'pickle'" in message
     assert info.value.serializer == "pickle"
+    assert await nothing_stored(q.store, q.name)
+
+
+@pytest.mark.parametrize(("args", "kwargs", "needle"), [
+    ((1, threading.Lock()), {}, "cannot serialize argument 1 (lock) of task"),
+    ((), {"guard": threading.Lock()}, "cannot serialize argument 'guard' (lock) of task"),
+])  # fmt: skip
+async def test_an_argument_that_cannot_be_serialized_is_named(
+    args: tuple[Any, ...], kwargs: dict[str, Any], needle: str
+) -> None:
+    q = Queue("memory", name="strict", secret=SECRET_A)  # signing wraps the serializer
+    with pytest.raises(SerializationError) as info:
+        await q.submit(add, args, kwargs)
+    message = str(info.value)
+    assert needle in message and "tests.test_queue.add" in message
+    # The cause once, from the serializer that failed: no nested "cannot serialize".
+    assert message.count("cannot serialize") == 1 and "TypeError" in message
     assert await nothing_stored(q.store, q.name)
 
 
