@@ -83,6 +83,11 @@ def make_store(spec: Store | str, **options: Any) -> Store:
         return from_url("redis://127.0.0.1:6379/0" if spec == "redis" else spec, **options)
     if ":" not in spec and spec not in STORES:
         raise UnknownBackend("store", spec, [*STORES, *URL_FORMS, "module:factory"])
+    module, _, attr = spec.partition(":")
+    if "/" in module or attr.startswith("/"):
+        # 'rediss//host' or 'redis:/host': a mistyped URL, not a module path.
+        hint = "it looks like a URL with a mistyped scheme (scheme://host)"
+        raise UnknownBackend("store", spec, [*STORES, *URL_FORMS, "module:factory"], hint)
     if options and spec in STORES:
         made: Store = load_object(STORES[spec], "store", list(STORES))(**options)
         return made

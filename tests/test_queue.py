@@ -174,6 +174,8 @@ def test_unknown_names_raise_listing_the_known_ones(
         ({"store": "kew_plug.backends.memory:NoSuchThing"}, "has no 'NoSuchThing'"),
         ({"store": "tests.test_queue:not_a_store"}, "not a store"),
         ({"serializer": "kew_plug.backends.memory:MemoryStore"}, "not a serializer"),
+        ({"store": "rediss//127.0.0.1:6379/0"}, "a URL with a mistyped scheme"),
+        ({"store": "redis:/127.0.0.1/0"}, "a URL with a mistyped scheme"),
     ],
 )
 def test_bad_module_factory_strings_say_what_is_wrong(kwargs: dict[str, str], needle: str) -> None:
