@@ -75,15 +75,21 @@ class Evidence:
                 self.server.append((float(r["s"]), float(r["u"])))
 
     def lost(self, pid: int, start: float, end: float) -> float:
-        """Seconds within [start, end] that process `pid` or the server lost, the larger of
-        the two (they often overlap: a machine stall stops both)."""
-        return max(
-            _overlap(self.by_pid.get(pid, []), start, end), _overlap(self.server, start, end)
-        )
+        """Seconds within [start, end] in which process `pid` or the server was stalled.
+        Either delays a renewal, so their times add up; a stretch in which both stalled
+        (a machine stall stops both) counts once."""
+        return _covered([*self.by_pid.get(pid, []), *self.server], start, end)
 
 
-def _overlap(intervals: list[tuple[float, float]], start: float, end: float) -> float:
-    return sum(max(0.0, min(u, end) - max(s, start)) for s, u in intervals)
+def _covered(intervals: list[tuple[float, float]], start: float, end: float) -> float:
+    """Length of the union of `intervals` within [start, end]."""
+    total, reach = 0.0, start
+    for s, u in sorted(intervals):
+        s, u = max(s, reach), min(u, end)
+        if u > s:
+            total += u - s
+            reach = u
+    return total
 
 
 def lapse_window(record: Record, lease: float) -> tuple[float, float]:

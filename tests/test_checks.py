@@ -77,6 +77,14 @@ def test_rerun_after_a_lease_its_worker_could_not_hold_is_not_a_duplicate() -> N
     server = rec("sstall", 1.9, 1, s=0.9, u=1.9)
     checks, failures = check([*records, lapse_a, server])
     assert failures == [] and checks["rerun_after_lapse"] == 1
+    # A worker's stall and the server's, at different moments, delay renewals together:
+    # neither reaches a third of the lease alone, their union does (once where they overlap).
+    split = [stalled(WORKER_A, 1.1, 1.3), rec("sstall", 1.6, 1, s=1.25, u=1.45)]
+    checks, failures = check([*records, lapse_a, *split])
+    assert failures == [] and checks["rerun_after_lapse"] == 1
+    overlapping = [stalled(WORKER_A, 1.1, 1.3), rec("sstall", 1.3, 1, s=1.1, u=1.3)]
+    checks, failures = check([*records, lapse_a, *overlapping])
+    assert categories(failures) == {"duplicated"} and checks["lapses_without_stall"] == 1
     # A lapse of some other claim of the task explains nothing about these two.
     unrelated = rec("lapse", 2.0, WORKER_B, id="a", k=3, l=0.4)
     checks, failures = check([*records, unrelated, stalled(WORKER_B, 1.1, 1.9)])
