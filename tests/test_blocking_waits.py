@@ -116,3 +116,23 @@ async def test_a_given_up_wait_is_ended_on_the_server_and_its_connection_reused(
     assert clients_after - clients_before <= 2
     await store.aclose()
     await admin.aclose()
+
+
+async def test_a_rescued_record_arriving_as_its_next_wait_is_cancelled_is_kept() -> None:
+    # The reply of a given-up wait resolves in the very turn the next wait (which was
+    # collecting it) is cut by stop() or a wake-up: the record is still ours, for withdraw.
+    import fakeredis
+
+    store = RedisStore(fakeredis.FakeAsyncRedis(), namespace=f"t{uuid.uuid4().hex[:8]}")
+    inbox = store.keys("q").inbox(WORKER)
+    reply = asyncio.get_running_loop().create_future()
+    store._abandoned[("q", WORKER)] = reply
+    collecting = asyncio.ensure_future(store._late("q", WORKER))
+    await asyncio.sleep(0)  # it is waiting for the reply now
+    record = b"task-1\n123\n1\n3\n1000\npayload"
+    reply.set_result([inbox.encode(), record])
+    collecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await collecting
+    assert await store._late("q", WORKER) == record
+    await store.aclose()

@@ -294,8 +294,9 @@ class RedisStore(RedisInspection, Store):
         try:
             got = await asyncio.shield(reply)
         except asyncio.CancelledError:
-            if not reply.done():
-                self._abandoned[(queue, worker)] = reply
+            # Kept even when it came in the turn we were cancelled: it may hold a record
+            # already popped for us, for the next wait, claim or withdraw.
+            self._abandoned[(queue, worker)] = reply
             raise
         except (rex.RedisError, OSError):
             return None  # lost with its connection; a popped record waits for its lease
