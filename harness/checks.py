@@ -147,12 +147,24 @@ def _explained(v: View, prev: Record, nxt: Record) -> bool:
         if fault["kind"] in ("kill", "stop") and fault.get("pid") == prev["p"] and at <= again:
             return True
         paused = fault["kind"] == "pause" and fault.get("pid") == prev["p"]
-        if paused and at <= again and at + fault.get("seconds", 0.0) >= began:
+        if paused and at <= again and _resumed(v, fault) >= began:
             return True
         server = fault["kind"] in ("restart", "drop", "failover")
         if server and began - FAULT_REACH_S <= at <= again:
             return True
     return False
+
+
+def _resumed(v: View, pause: dict[str, Any]) -> float:
+    """When a paused process was continued: the resume the log records (a loaded machine
+    sends it late), else when the pause was planned to end."""
+    at = float(pause.get("wall", 0.0))
+    resumes = [
+        float(f.get("wall", at))
+        for f in v.run.faults
+        if f["kind"] == "resume" and f.get("pid") == pause.get("pid") and f.get("wall", at) >= at
+    ]
+    return min(resumes, default=at + float(pause.get("seconds", 0.0)))
 
 
 def check_reruns(v: View) -> Finding:

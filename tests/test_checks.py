@@ -130,6 +130,21 @@ def test_repeat_after_lease_expiry_without_a_fault_is_duplicated() -> None:
     assert categories(failures) == {"duplicated"}
 
 
+def test_a_pause_lasts_until_the_resume_the_log_records() -> None:
+    # Planned for 0.2 s, continued 1.5 s later (a loaded machine): a task handed to the
+    # stopped worker meanwhile (claimed at 2.0, begun on resume) ran again elsewhere.
+    claimed = rec("run", 2.7, WORKER_A, id="a", a=1, k=1, c=2.0)
+    done = rec("ok", 2.71, WORKER_A, id="a", a=1, k=1, v=7)
+    records = [*submitted("a"), claimed, done, *ran("a", 3.5, 2, WORKER_B)]
+    pause = {"kind": "pause", "pid": WORKER_A, "wall": 1.1, "seconds": 0.2}
+    resume = {"kind": "resume", "pid": WORKER_A, "wall": 2.6}
+    checks, failures = check(records, faults=[pause, resume])
+    assert (checks["redelivered"], checks["duplicated"], failures) == (1, 0, [])
+    # Without the record of a late resume, the planned end is all there is.
+    checks, failures = check(records, faults=[pause])
+    assert checks["duplicated"] == 1 and categories(failures) == {"duplicated"}
+
+
 def test_repeat_after_its_runner_was_paused_is_redelivered() -> None:
     records = submitted("a") + ran("a", 1.0, 1) + ran("a", 2.5, 2, WORKER_B)
     pause = {"kind": "pause", "pid": WORKER_A, "wall": 1.1, "seconds": 3.2}
