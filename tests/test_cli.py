@@ -315,6 +315,7 @@ def password_server() -> Iterator[str]:
         ("no_such_module:queue", None, "cannot import 'no_such_module'"),
         ("tests.cli_app:nothing", None, "has no attribute 'nothing'"),
         ("tests.cli_app:NOT_A_QUEUE", None, "is of type int, not a kew_plug Queue"),
+        ("tests.cli_app:fail", None, "'tests.cli_app:fail' is a function that needs arguments"),
         ("tests.cli_app:queue", "redis://127.0.0.1:{free}/0", "cannot reach Redis"),
         ("tests.cli_app:queue", "redis://:wrong@{password}", "credentials|password"),
         ("tests.cli_app:queue", "redis://{password}", "credentials|password"),
@@ -406,3 +407,164 @@ def test_a_second_signal_stops_at_once(redis_url: str, namespace: str, ledger: P
     out = cmd.output
     assert code == 1, out
     assert "second signal: killing 1 worker processes" in out
+
+
+DEAD_D1_D2_D3 = """
+import kew_plug
+async def main():
+    for i in (1, 2, 3):
+        await cli_app.queue.submit(cli_app.fail, (i,), task_id=f"d{i}", retries=0)
+    await kew_plug.Worker(cli_app.queue).drain()
+    await cli_app.queue.aclose()
+asyncio.run(main())
+"""
+
+
+def test_the_store_is_optional_and_ids_go_anywhere(
+    redis_url: str, namespace: str, ledger: Path
+) -> None:
+    env = env_for(redis_url, namespace, ledger)
+    submit(env, DEAD_D1_D2_D3)
+
+    def requeued(env: dict[str, str], *args: str) -> list[str]:
+        out = kew(env, "requeue", *args, "--json")
+        assert out.returncode == 0, out.stderr
+        return list(json.loads(out.stdout)["requeued"])
+
+    def found(env: dict[str, str], *args: str) -> bool:
+        out = kew(env, "inspect", *args, "--json")
+        assert out.returncode == 0, out.stderr
+        return bool(json.loads(out.stdout)["found"])
+
+    # With KEW_PLUG_URL set, an ID is not taken for the store.
+    assert requeued(env, "--queue", "jobs", "d1", "d2") == ["d1", "d2"]
+    # The README's form: the URL first, the IDs after the options.
+    assert requeued(env, redis_url, "--queue", "jobs", "d3") == ["d3"]
+    assert found(env, redis_url, "--queue", "jobs", "d1")
+    assert found(env, "--queue", "jobs", "d1")
+    no_url = {k: v for k, v in env.items() if k != "KEW_PLUG_URL"}
+    assert found(no_url, "--queue", "jobs", redis_url, "d2")
+    missing = kew(no_url, "inspect", "--queue", "jobs", "d2")
+    assert missing.returncode == 2 and "give the store URL" in missing.stderr, missing.stderr
+    unknown = kew(env, "requeue", "--queue", "jobs", "d1", "--bogus")
+    assert unknown.returncode == 2 and "unrecognized arguments: --bogus" in unknown.stderr
+    # worker targets too: the second one is loaded (and refused), not left over.
+    out = kew(env, "worker", "tests.cli_app:queue", "--check", "tests.cli_app:NOT_A_QUEUE")
+    assert out.returncode == 2 and "NOT_A_QUEUE' is of type int" in out.stderr, out.stderr
+
+
+def test_inspect_of_a_missing_task_exits_1_naming_it(
+    redis_url: str, namespace: str, ledger: Path
+) -> None:
+    env = env_for(redis_url, namespace, ledger)
+    out = kew(env, "inspect", redis_url, "--queue", "jobs", "nosuchid")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr == "kew-plug inspect: no task 'nosuchid' in queue 'jobs'\n"
+    as_json = kew(env, "inspect", "--queue", "jobs", "nosuchid", "--json")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["found"] is False
+
+
+def test_dead_shows_the_end_of_each_traceback(redis_url: str, namespace: str, ledger: Path) -> None:
+    env = env_for(redis_url, namespace, ledger)
+    submit(env, DEAD_D1_D2_D3)
+    out = kew(env, "dead", "--queue", "jobs", "--json")
+    assert out.returncode == 0, out.stderr
+    tails = {t["id"]: t["traceback_tail"] for t in json.loads(out.stdout)["tasks"]}
+    tail = tails["d1"]
+    # The task's own frame and its error, not kew-plug's outer frames.
+    assert tail[-1] == "ValueError: task 1 fails on purpose"
+    assert re.fullmatch(r'  File ".*cli_app\.py", line \d+, in fail', tail[-3]), tail
+    assert tail[-2].strip() == 'raise ValueError(f"task {i} fails on purpose")'
+    assert not any("runner.py" in line or set(line.strip()) <= set("^~") for line in tail), tail
+    table = kew({**env, "COLUMNS": "80"}, "dead", "--queue", "jobs")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, table.stdout
+    assert "cli_app.py" in table.stdout and "in fail" in table.stdout
+    assert sum("ValueError: task 1 fails on purpose" in line for line in lines) == 1
+
+
+def test_check_never_runs_a_task_function(
+    redis_url: str, namespace: str, ledger: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "periodic_app.py").write_text(
+        """
+import pathlib
+from kew_plug.settings import queue_from_env
+
+queue = queue_from_env("jobs")
+
+
+def tick():
+    pathlib.Path(__file__).with_name("ran").write_text("tick ran")
+
+
+queue.periodic(tick, every=60)
+
+
+def answer():
+    return 42
+"""
+    )
+    env = {**env_for(redis_url, namespace, ledger), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    for target, message in [
+        ("periodic_app:tick", "'periodic_app:tick' is a periodic task of queue 'jobs'"),
+        ("periodic_app:answer", "'periodic_app:answer' returned a int, not a kew_plug Queue"),
+    ]:
+        out = kew(env, "worker", target, "--check")
+        assert out.returncode == 2, out.stdout + out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], out.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    "args", [("workers", "--json"), ("stats",), ("dead", "--queue", "jobs"), ("--help",)]
+)
+def test_a_closed_stdout_ends_the_command_quietly(
+    args: tuple[str, ...], redis_url: str, namespace: str, ledger: Path
+) -> None:
+    read, write = os.pipe()
+    os.close(read)  # as `| head -1` does once it has its line: every write fails
+    env = env_for(redis_url, namespace, ledger)
+    env.pop("PYTHONUNBUFFERED", None)  # stdout buffered, as in a shell: fails at the flush
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "kew_plug", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert (out.returncode, out.stderr) == (1, "")
+
+
+def test_dashboard_prints_the_url_it_serves(redis_url: str, namespace: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kew_plug", "dashboard", redis_url, "--port", "0"],
+        env={**os.environ, "KEW_PLUG_NAMESPACE": namespace},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # printed once the port is bound
+        found = re.fullmatch(r"kew-plug dashboard: serving (http://127\.0\.0\.1:\d+/)\n", line)
+        assert found, line
+        with urllib.request.urlopen(found.group(1), timeout=10) as page:
+            assert page.status == 200 and "<table" in page.read().decode()
+        # The port it serves is taken: a second dashboard says so in one line.
+        port = found.group(1).rsplit(":", 1)[1].rstrip("/")
+        taken = kew(os.environ.copy(), "dashboard", redis_url, "--port", port)
+        assert taken.returncode == 2 and "cannot listen" in taken.stderr, taken.stderr
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        assert proc.stderr is not None
+        proc.stderr.close()

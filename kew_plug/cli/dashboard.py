@@ -12,6 +12,8 @@ import contextlib
 import datetime
 import hmac
 import secrets
+import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,7 @@ def create_app(
                 {
                     **d,
                     "died": _when(None if d["died_at"] is None else d["died_at"] * 1000),
-                    "traceback": "\n".join(d["traceback_head"]),
+                    "traceback": "\n".join(d["traceback_tail"]),
                 }
                 for d in data["dead"]
             ],
@@ -180,4 +182,13 @@ def serve(
         read_only=read_only,
         token=token,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # Bound here, so that a port in use is one line (exit 2) and the URL is printed only
+    # once it answers; uvicorn's own start message is below its log level.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {host} port {port}: {e.strerror or e}") from None
+    shown = f"[{host}]" if ":" in host else host
+    print(f"kew-plug dashboard: serving http://{shown}:{sock.getsockname()[1]}/", file=sys.stderr)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

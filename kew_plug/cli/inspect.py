@@ -11,7 +11,9 @@ from kew_plug.errors import KewError
 from kew_plug.interfaces import Serializer, Store
 from kew_plug.queue import Queue
 
-TRACEBACK_HEAD = 5  # lines of a dead task's traceback shown by `dead`
+# Lines of a dead task's traceback shown by `dead` and the dashboard: its end, where the
+# innermost frames (the task's own code) and the error are; its start is kew-plug's.
+TRACEBACK_TAIL = 7
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -52,18 +54,25 @@ async def dead(store: Store, queue: str, limit: int) -> dict[str, Any]:
     for task_id, record, at in zip(ids, records, died, strict=True):
         if record is None:
             continue  # expired between the two reads
-        lines = (record.traceback or "").strip().splitlines()
+        # Lines of only ^ and ~ underline a frame's call: noise in a short excerpt.
+        lines = [x for x in (record.traceback or "").splitlines() if x.strip(" ^~")]
         tasks.append(
             {
                 "id": task_id,
                 "error": record.error,
-                "traceback_head": lines[:TRACEBACK_HEAD],
+                "traceback_tail": _whole_frames(lines[-TRACEBACK_TAIL:]),
                 "attempts": record.attempts,
                 "max_attempts": record.max_attempts,
                 "died_at": _seconds(at),
             }
         )
     return {"queue": queue, "tasks": tasks}
+
+
+def _whole_frames(tail: list[str]) -> list[str]:
+    """From the first frame's `File` line, not its source line alone (when there is one)."""
+    starts = [i for i, line in enumerate(tail) if line.startswith("  File ")]
+    return tail[starts[0] :] if starts else tail
 
 
 async def requeue(store: Store, queue: str, ids: list[str], all_dead: bool) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -16,18 +17,37 @@ from kew_plug.cli.targets import UsageError, load_queue
 from kew_plug.errors import KewError
 from kew_plug.extras import missing_extra
 from kew_plug.interfaces import Store
-from kew_plug.registry import make_store
+from kew_plug.registry import STORES, make_store
 from kew_plug.settings import ENV_NAMESPACE, ENV_URL, worker_lease
 
 USAGE_EXIT = 2
+NOT_FOUND_EXIT = 1  # `inspect` of a task the store does not have
+TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+STORE_RULE = (
+    f"URL is the store, optional when ${ENV_URL} is set. The first positional is taken as "
+    "the store only if it has a store's form: it contains '://', is a store name "
+    f"({', '.join([*STORES, 'redis'])}) or is package.module:attr; anything else is an ID "
+    "(give the URL too for an ID of such a form). Options and positionals go in any order."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kew-plug", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    w = sub.add_parser("worker", help="run worker processes for one or more queues")
-    w.add_argument("targets", nargs="+", metavar="MODULE:QUEUE", help="a Queue or a factory")
+    w = sub.add_parser(
+        "worker",
+        help="run worker processes for one or more queues",
+        epilog="A function target is called to get its Queue, by --check too: name the Queue "
+        "or its factory, not a task. One that needs arguments, or is a periodic task of a "
+        "Queue in its module, is refused without being called.",
+    )
+    w.add_argument(
+        "targets",
+        nargs="+",
+        metavar="MODULE:QUEUE",
+        help="a Queue, or a function taking no arguments that returns one",
+    )
     w.add_argument("--processes", type=int, default=1)
     w.add_argument("--concurrency", type=int, default=10)
     w.add_argument(
@@ -41,9 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--metrics-port", type=int, default=None, help="process k serves port P+k")
     w.add_argument("--check", action="store_true", help="check the queues and the store, exit")
 
-    def store_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("url", nargs="?", default=os.environ.get(ENV_URL), help=f"(${ENV_URL})")
+    def store_command(
+        name: str, help_text: str, takes_ids: bool = False, **options: Any
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, **options)
+        if takes_ids:  # one list, split by STORE_RULE: argparse cannot tell a URL from an ID
+            p.add_argument("words", nargs="*", metavar="URL, ID", help="see below")
+        else:
+            p.add_argument("url", nargs="?", default=os.environ.get(ENV_URL), help=f"(${ENV_URL})")
         p.add_argument("--namespace", default=os.environ.get(ENV_NAMESPACE) or None)
         p.add_argument("--json", action="store_true", help="print JSON (schema in the README)")
         return p
@@ -54,9 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = store_command("dead", "dead-lettered tasks with their errors")
     d.add_argument("--queue", required=True)
     d.add_argument("--limit", type=int, default=20)
-    r = store_command("requeue", "put dead tasks back to ready")
+    r = store_command(
+        "requeue",
+        "put dead tasks back to ready",
+        takes_ids=True,
+        usage="%(prog)s [URL] --queue Q (ID... | --all-dead) [--namespace N] [--json]",
+        epilog=STORE_RULE,
+    )
     r.add_argument("--queue", required=True)
-    r.add_argument("ids", nargs="*", metavar="ID")
     r.add_argument("--all-dead", action="store_true")
     p = store_command("purge", "delete every key of a queue")
     p.add_argument("--queue", required=True)
@@ -66,15 +96,42 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--port", type=int, default=8700)
     b.add_argument("--token", default=os.environ.get("KEW_PLUG_TOKEN"), help="($KEW_PLUG_TOKEN)")
     b.add_argument("--read-only", action="store_true", help="no requeue button")
-    i = store_command("inspect", "one task: record, status, lease, result or error")
+    i = store_command(
+        "inspect",
+        "one task: record, status, lease, result or error",
+        takes_ids=True,
+        usage="%(prog)s [URL] --queue Q ID [--serializer S] [--namespace N] [--json]",
+        epilog=f"{STORE_RULE} Exit status: 0, {NOT_FOUND_EXIT} if the store has no such "
+        f"task, {USAGE_EXIT} on bad input or an unreachable store.",
+    )
     i.add_argument("--queue", required=True)
-    i.add_argument("id")
     i.add_argument("--serializer", default="cloudpickle", help="to read the result")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        try:
+            return run(argv)
+        finally:
+            sys.stdout.flush()  # now, not at exit, so that a closed pipe is caught below
+    except BrokenPipeError:
+        # The reader left (`| head`): stop quietly. Python flushes stdout again at exit,
+        # where a failure would print a warning, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    # argparse fills positionals only up to the option after them (`requeue URL --queue q
+    # ID` leaves ID over): later ones join the command's list; unknown options still fail.
+    rest = "targets" if args.command == "worker" else "words"
+    if extras and (rest not in args or any(e.startswith("-") for e in extras)):
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    if extras:
+        getattr(args, rest).extend(extras)
     try:
         if args.command == "worker":
             return run_worker(args)
@@ -155,7 +212,19 @@ async def check_targets(targets: list[str]) -> None:
             await queue.aclose()
 
 
+def split_store(words: list[str]) -> tuple[str | None, list[str]]:
+    """The store and the IDs among a command's positionals, by STORE_RULE."""
+    first = words[0] if words else ""
+    if "://" in first or first in (*STORES, "redis") or TARGET.fullmatch(first):
+        return first, words[1:]
+    return os.environ.get(ENV_URL), words
+
+
 async def run_store_command(args: argparse.Namespace) -> int:
+    if "words" in args:
+        args.url, args.ids = split_store(args.words)
+        if args.command == "inspect" and len(args.ids) != 1:
+            raise UsageError(f"give one task ID, not {len(args.ids)}")
     if not args.url:
         raise UsageError(f"give the store URL or set {ENV_URL}")
     options: dict[str, Any] = {} if args.namespace is None else {"namespace": args.namespace}
@@ -168,7 +237,10 @@ async def run_store_command(args: argparse.Namespace) -> int:
         await store.aclose()
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
-    else:
+    if args.command == "inspect" and not data["found"]:
+        print(f"kew-plug inspect: no task {args.ids[0]!r} in queue {args.queue!r}", file=sys.stderr)
+        return NOT_FOUND_EXIT
+    if not args.json:
         render(data)
     return 0
 
@@ -199,5 +271,5 @@ def _command(
             return (lambda: inspect.purge(store, args.queue)), render.purge
         case _:
             return (
-                lambda: inspect.inspect_task(store, args.queue, args.id, args.serializer)
+                lambda: inspect.inspect_task(store, args.queue, args.ids[0], args.serializer)
             ), render.task

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 
@@ -60,14 +61,19 @@ def workers(data: dict[str, Any]) -> None:
 
 
 def dead(data: dict[str, Any]) -> None:
-    table = _table(f"dead in {data['queue']}", "id", "error", "traceback", "attempts", "died")
+    # Three columns, one wide, so that a traceback stays readable in 80 columns.
+    table = Table(title=f"dead in {data['queue']}", show_lines=True)
+    table.add_column("id, died", no_wrap=True)
+    table.add_column("tries", no_wrap=True)
+    table.add_column("error, end of traceback", overflow="fold")
     for t in data["tasks"]:
+        lines = t["traceback_tail"]
+        if t["error"] and t["error"] not in lines:
+            lines = [t["error"], *lines]
         table.add_row(
-            t["id"],
-            t["error"] or "",
-            "\n".join(t["traceback_head"]),
+            f"{t['id']}\n{_when(t['died_at'])}",
             f"{t['attempts']}/{t['max_attempts']}",
-            _when(t["died_at"]),
+            Text("\n".join(lines)),  # Text: brackets in user code are not rich markup
         )
     console.print(table)
 
@@ -83,14 +89,11 @@ def purge(data: dict[str, Any]) -> None:
 
 
 def task(data: dict[str, Any]) -> None:
-    if not data["found"]:
-        console.print(f"no task {data['id']!r} in queue {data['queue']!r}")
-        return
     table = _table(f"task {data['id']} in {data['queue']}", "field", "value")
     for key in ("state", "priority", "attempts", "max_attempts", "result", "error"):
-        table.add_row(key, str(data[key]))
+        table.add_row(key, Text(str(data[key])))
     table.add_row("enqueued", _when(data["enqueued_at"]))
     table.add_row("lease deadline", _when(data["lease_deadline"]))
     if data["traceback"]:
-        table.add_row("traceback", data["traceback"])
+        table.add_row("traceback", Text(data["traceback"]))
     console.print(table)
