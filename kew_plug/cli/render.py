@@ -41,7 +41,8 @@ def stats(data: dict[str, Any]) -> None:
             str(data["workers_by_queue"].get(q["name"], 0)),
         )
     console.print(table)
-    console.print(f"live workers: {data['workers']}")
+    # All of the namespace's: the table's last column counts each queue's own.
+    console.print(f"live workers in the namespace: {data['workers']}")
 
 
 def workers(data: dict[str, Any]) -> None:
