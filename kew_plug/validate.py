@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,14 +32,15 @@ def name(kind: str, value: object) -> str:
 
 
 def args(value: object) -> tuple[Any, ...]:
-    """A task's positional arguments: a tuple or list. Text is refused rather than split
-    into characters: `("hello")` is a str, one argument is `("hello",)`."""
+    """A task's positional arguments: a sequence (tuple, list, range…). Text is refused
+    rather than split into characters: `("hello")` is a str, one argument is `("hello",)`."""
     if type(value) is tuple:
         return value
-    if isinstance(value, list | tuple):
+    text = isinstance(value, str | bytes | bytearray)
+    if isinstance(value, Sequence) and not text:
         return tuple(value)
     kind = type(value).__name__
-    if isinstance(value, str | bytes | bytearray):
+    if text:
         raise InvalidArgument(
             f"args must be a tuple or list of arguments, not a {kind} ({value!r:.40}); "
             f"a single argument needs a trailing comma: (x,)"

@@ -335,6 +335,7 @@ NOW = datetime.now(UTC)
         ({"args": b"raw"}, "args must be a tuple or list of arguments, not a bytes"),
         ({"args": 5}, "args must be a tuple or list of arguments, not int"),
         ({"args": {"a": 1}}, "keywords go in kwargs"),
+        ({"args": (i for i in range(2))}, "not generator"),
         ({"kwargs": [("a", 1)]}, "kwargs must be a mapping"),
         ({"kwargs": {1: 2}}, "kwargs names must be str, got 1"),
     ],
@@ -347,6 +348,13 @@ async def test_bad_input_is_refused_naming_the_problem(kwargs: dict[str, Any], n
     assert needle in str(info.value)
     assert isinstance(info.value, ValueError)
     assert await nothing_stored(q.store, q.name)
+
+
+async def test_args_may_be_any_sequence_but_text() -> None:
+    q = Queue("memory", name="sequences")
+    handles = [await q.submit(add, args) for args in ((1, 2), [1, 2], range(1, 3))]
+    await worker(q).drain()
+    assert [await h.result(timeout=5) for h in handles] == [3, 3, 3]
 
 
 async def test_non_callable_task_is_refused() -> None:
