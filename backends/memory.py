@@ -51,6 +51,7 @@ class _Task:
     dead_payload: bytes | None = None
     expires_ms: int | None = None
     worker: str | None = None
+    waiting_since: int | None = None  # became ready after a defer, retry, recovery, requeue
 
 
 class _Queue:
@@ -103,8 +104,10 @@ class MemoryStore(Store):
             return None
         return t
 
-    def _push_ready(self, q: _Queue, t: _Task) -> None:
+    def _push_ready(self, q: _Queue, t: _Task, since: int | None = None) -> None:
         t.state = TaskState.QUEUED
+        if since is not None:
+            t.waiting_since = since
         heapq.heappush(q.ready, (ready_score(t.priority, t.seq), t.id))
         q.wake.set()
 
@@ -151,7 +154,7 @@ class MemoryStore(Store):
                 del q.due[task_id]
                 t = self._live(q, task_id, now)
                 if t is not None:
-                    self._push_ready(q, t)
+                    self._push_ready(q, t, since=due)
             elif next_due is None or due < next_due:
                 next_due = due
         return None if next_due is None else next_due - now
@@ -266,7 +269,7 @@ class MemoryStore(Store):
                 report.dead.append(task_id)
                 q.notify_finished()
             else:
-                self._push_ready(q, t)
+                self._push_ready(q, t, since=now)
                 report.requeued.append(task_id)
         return report
 
@@ -325,7 +328,7 @@ class MemoryStore(Store):
                 del q.dead[task_id]
                 t.payload, t.dead_payload, t.expires_ms = t.dead_payload, None, None
                 t.attempts, t.error, t.traceback = 0, None, None
-                self._push_ready(q, t)
+                self._push_ready(q, t, since=now)
         return done
 
     async def payload_ids(self, queue: str) -> set[str]:
@@ -394,7 +397,11 @@ class MemoryStore(Store):
 
     async def oldest_waiting_ms(self, queue: str) -> int | None:
         q, now = self._q(queue), self._now()
-        waiting = [t.enqueued_ms for t in q.tasks.values() if t.state is TaskState.QUEUED]
+        waiting = [
+            t.enqueued_ms if t.waiting_since is None else t.waiting_since
+            for t in q.tasks.values()
+            if t.state is TaskState.QUEUED
+        ]
         for task_id, at in q.due.items():
             task = q.tasks.get(task_id)
             if at <= now and task is not None and task.state in _WAITING:

@@ -22,12 +22,16 @@ local prefix = KEYS[4]
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local promoted = 0
 if nxt[2] and tonumber(nxt[2]) <= now then
-  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
+  local found = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+  local due = {}
+  for k = 1, #found, 2 do
+    local id = found[k]
+    due[#due + 1] = id
     local key = prefix .. id
     local f = redis.call('HMGET', key, F_PRIORITY, F_SEQ)
     if f[1] then
-      redis.call('HSET', key, F_STATE, S_QUEUED)
+      -- Waiting since it came due, not since its submit (inspection's oldest waiting).
+      redis.call('HSET', key, F_STATE, S_QUEUED, F_WAITING_SINCE, found[k + 1])
       redis.call('ZADD', KEYS[1], ready_score(f[1], f[2]), id)
       promoted = promoted + 1
     end

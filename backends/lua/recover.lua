@@ -29,7 +29,7 @@ for _, id in ipairs(expired) do
       notify(key, KEYS[6] .. id, f[6])
       died[#died + 1] = id
     else
-      redis.call('HSET', key, F_STATE, S_QUEUED)
+      redis.call('HSET', key, F_STATE, S_QUEUED, F_WAITING_SINCE, now)
       redis.call('ZADD', KEYS[1], ready_score(f[3], f[4]), id)
       redis.call('PEXPIRE', key, backstop)
       requeued[#requeued + 1] = id

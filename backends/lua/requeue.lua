@@ -5,11 +5,14 @@
 -- Returns {1 requeued | 0 not dead, ...}. Touches: the keys above only.
 local out = {}
 local requeued = 0
+local now  -- read once, and only when a task is requeued
+
 for i = 2, #ARGV do
   local id, key = ARGV[i], KEYS[2 + i]
   local f = redis.call('HMGET', key, F_STATE, F_CHUNKS, F_PRIORITY, F_SEQ)
   if f[1] == S_DEAD and f[2] then
-    redis.call('HSET', key, F_STATE, S_QUEUED, F_ATTEMPTS, 0)
+    now = now or now_ms()
+    redis.call('HSET', key, F_STATE, S_QUEUED, F_ATTEMPTS, 0, F_WAITING_SINCE, now)
     redis.call('HDEL', key, F_ERROR, F_TRACEBACK)
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZADD', KEYS[1], ready_score(f[3], f[4]), id)

@@ -93,9 +93,12 @@ class RedisInspection:
             if due[0][1] <= seconds * 1000 + micros // 1000:
                 found.append(int(due[0][1]))
         if ready:
-            (enqueued,) = await self._pipelined("hget", [k.task(text(ready[0]))], "eq")
-            if enqueued is not None:
-                found.append(int(enqueued))
+            key = k.task(text(ready[0]))
+            since, enqueued = await self._again(
+                lambda: self.client.hmget(key, FIELD.waiting_since, FIELD.enqueued)
+            )
+            if since is not None or enqueued is not None:
+                found.append(int(since if since is not None else enqueued))
         return min(found, default=None)
 
     async def running(self, queue: str, limit: int = 100) -> list[RunningTask]:

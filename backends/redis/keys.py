@@ -21,6 +21,9 @@ class TaskFields:
     max_attempts: str = "ma"
     token: str = "tk"  # fencing token of the current claim
     enqueued: str = "eq"  # ms, server clock
+    # ms, server clock: when a task deferred, retried, recovered or requeued became ready
+    # (inspection's oldest waiting task); a task ready since its submit has none.
+    waiting_since: str = "ws"
     chunks: str = "pn"  # payload chunk count; present while the task holds a payload
     chunk: str = "p"  # chunk k (1-based) is the field p<k>
     result: str = "r"
