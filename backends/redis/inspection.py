@@ -94,11 +94,12 @@ class RedisInspection:
                 found.append(int(due[0][1]))
         if ready:
             key = k.task(text(ready[0]))
-            since, enqueued = await self._again(
+            times: list[bytes | str | None] = await self._again(
                 lambda: self.client.hmget(key, FIELD.waiting_since, FIELD.enqueued)
             )
-            if since is not None or enqueued is not None:
-                found.append(int(since if since is not None else enqueued))
+            known = [t for t in times if t is not None]
+            if known:
+                found.append(int(known[0]))  # waiting since, else enqueued
         return min(found, default=None)
 
     async def running(self, queue: str, limit: int = 100) -> list[RunningTask]:
