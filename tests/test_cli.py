@@ -446,6 +446,9 @@ def test_the_store_is_optional_and_ids_go_anywhere(
     assert found(no_url, "--queue", "jobs", redis_url, "d2")
     missing = kew(no_url, "inspect", "--queue", "jobs", "d2")
     assert missing.returncode == 2 and "give the store URL" in missing.stderr, missing.stderr
+    # A mistyped URL is not taken for an ID (the command would go to KEW_PLUG_URL's store).
+    typo = kew(env, "requeue", "rediss//127.0.0.1:1/0", "--queue", "jobs", "d1")
+    assert typo.returncode == 2 and "mistyped scheme" in typo.stderr, typo.stderr
     unknown = kew(env, "requeue", "--queue", "jobs", "d1", "--bogus")
     assert unknown.returncode == 2 and "unrecognized arguments: --bogus" in unknown.stderr
     # worker targets too: the second one is loaded (and refused), not left over.
@@ -484,6 +487,40 @@ def test_dead_shows_the_end_of_each_traceback(redis_url: str, namespace: str, le
     assert sum("ValueError: task 1 fails on purpose" in line for line in lines) == 1
 
 
+def test_a_chained_tracebacks_tail_is_led_by_the_tasks_own_frame() -> None:
+    # A thread stuck past its timeout: its stack is the cause, in the first section; the
+    # last lines are kew-plug's and the TaskTimeout.
+    from kew_plug.cli.inspect import STDLIB, traceback_tail
+
+    lines = [
+        "kew_plug.executors.ForeignTraceback: ",
+        "kew-task-1 was here:",
+        f'  File "{STDLIB}/threading.py", line 1002, in _bootstrap',
+        "    self._bootstrap_inner()",
+        '  File "/srv/app/tasks.py", line 19, in slow_sync',
+        "    time.sleep(10)",
+        "",
+        "The above exception was the direct cause of the following exception:",
+        "",
+        "Traceback (most recent call last):",
+        '  File "/venv/lib/kew_plug/runner.py", line 74, in execute',
+        "    result = await self._call(fn, args, kwargs, timeout)",
+        '  File "/venv/lib/kew_plug/executors.py", line 104, in run',
+        "    raise error from ForeignTraceback(...)",
+        "kew_plug.errors.TaskTimeout: ran over its timeout of 1 s",
+    ]
+    tail = traceback_tail(lines)
+    assert tail[:3] == [
+        '  File "/srv/app/tasks.py", line 19, in slow_sync',
+        "    time.sleep(10)",
+        "  ...",
+    ]
+    assert tail[-1] == "kew_plug.errors.TaskTimeout: ran over its timeout of 1 s"
+    # A plain error's tail has the task's frame already: nothing is added.
+    plain = ["Traceback (most recent call last):", *lines[10:12], *lines[4:6], "ValueError: x"]
+    assert traceback_tail(plain)[0] == lines[10]
+
+
 def test_check_never_runs_a_task_function(
     redis_url: str, namespace: str, ledger: Path, tmp_path: Path
 ) -> None:
@@ -509,7 +546,10 @@ def answer():
     env = {**env_for(redis_url, namespace, ledger), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     for target, message in [
         ("periodic_app:tick", "'periodic_app:tick' is a periodic task of queue 'jobs'"),
-        ("periodic_app:answer", "'periodic_app:answer' returned a int, not a kew_plug Queue"),
+        (
+            "periodic_app:answer",
+            "'periodic_app:answer' returned an object of type int, not a kew_plug Queue",
+        ),
     ]:
         out = kew(env, "worker", target, "--check")
         assert out.returncode == 2, out.stdout + out.stderr
@@ -541,6 +581,23 @@ def test_a_closed_stdout_ends_the_command_quietly(
     finally:
         os.close(write)
     assert (out.returncode, out.stderr) == (1, "")
+
+
+def test_a_command_started_without_stdout_still_runs(
+    redis_url: str, namespace: str, ledger: Path
+) -> None:
+    # `cmd >&-`: Python has no sys.stdout at all; a check must not fail on that.
+    out = subprocess.run(
+        [sys.executable, "-m", "kew_plug", "worker", "tests.cli_app:queue", "--check"],
+        env=env_for(redis_url, namespace, ledger),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert out.returncode == 0, out.stderr
 
 
 def test_dashboard_prints_the_url_it_serves(redis_url: str, namespace: str) -> None:

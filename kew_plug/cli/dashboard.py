@@ -184,9 +184,12 @@ def serve(
     )
     # Bound here, so that a port in use is one line (exit 2) and the URL is printed only
     # once it answers; uvicorn's own start message is below its log level.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        sock = socket.create_server((host, port), family=family)
+        # The family the name resolves to (a name may resolve to IPv6 only).
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )[0]
+        sock = socket.create_server(address[:2], family=family)
     except OSError as e:
         raise UsageError(f"cannot listen on {host} port {port}: {e.strerror or e}") from None
     shown = f"[{host}]" if ":" in host else host

@@ -4,6 +4,7 @@ JSON-ready dict; its shape is the documented `--json` schema (README, "Inspectin
 from __future__ import annotations
 
 import dataclasses
+import sysconfig
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from kew_plug.queue import Queue
 # Lines of a dead task's traceback shown by `dead` and the dashboard: its end, where the
 # innermost frames (the task's own code) and the error are; its start is kew-plug's.
 TRACEBACK_TAIL = 7
+STDLIB = sysconfig.get_paths()["stdlib"]
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -60,13 +62,37 @@ async def dead(store: Store, queue: str, limit: int) -> dict[str, Any]:
             {
                 "id": task_id,
                 "error": record.error,
-                "traceback_tail": _whole_frames(lines[-TRACEBACK_TAIL:]),
+                "traceback_tail": traceback_tail(lines),
                 "attempts": record.attempts,
                 "max_attempts": record.max_attempts,
                 "died_at": _seconds(at),
             }
         )
     return {"queue": queue, "tasks": tasks}
+
+
+def traceback_tail(lines: list[str]) -> list[str]:
+    """The last lines of a traceback, led by the innermost frame of the task's own code when
+    they hold none of it: in a chained error (a thread stuck past its timeout, a process
+    task) that frame is in an earlier section."""
+    tail = _whole_frames(lines[-TRACEBACK_TAIL:])
+    if any(_own_frame(line) for line in tail):
+        return tail
+    for i in range(len(lines) - 1, -1, -1):
+        if _own_frame(lines[i]):
+            source = lines[i + 1 : i + 2]
+            if source and source[0].lstrip().startswith("File "):
+                source = []
+            return [lines[i], *source, "  ...", *tail]
+    return tail
+
+
+def _own_frame(line: str) -> bool:
+    """A frame line of code that is neither kew-plug's nor the standard library's."""
+    if not line.startswith('  File "'):
+        return False
+    path = line.split('"', 2)[1]
+    return "/kew_plug/" not in path and not path.startswith(STDLIB)
 
 
 def _whole_frames(tail: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import select
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -23,9 +24,11 @@ from kew_plug.settings import ENV_NAMESPACE, ENV_URL, worker_lease
 USAGE_EXIT = 2
 NOT_FOUND_EXIT = 1  # `inspect` of a task the store does not have
 TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+URLISH = re.compile(r"[A-Za-z][\w+.-]*:/")
 STORE_RULE = (
     f"URL is the store, optional when ${ENV_URL} is set. The first positional is taken as "
-    "the store only if it has a store's form: it contains '://', is a store name "
+    "the store only if it has a store's form: it looks like a URL (has '//' or starts "
+    "'scheme:/'), is a store name "
     f"({', '.join([*STORES, 'redis'])}) or is package.module:attr; anything else is an ID "
     "(give the URL too for an ID of such a form). Options and positionals go in any order."
 )
@@ -114,12 +117,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run(argv)
         finally:
-            sys.stdout.flush()  # now, not at exit, so that a closed pipe is caught below
+            if sys.stdout is not None:  # None when started with fd 1 closed
+                sys.stdout.flush()  # now, not at exit, so that a closed pipe is caught below
     except BrokenPipeError:
+        if not _reader_gone():
+            raise  # another pipe broke (a worker process's, a socket): not ours to hide
         # The reader left (`| head`): stop quietly. Python flushes stdout again at exit,
         # where a failure would print a warning, so stdout goes to /dev/null first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _reader_gone() -> bool:
+    """Is stdout a pipe nobody reads any more? (A pipe without readers polls as an error.)"""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no stdout, or not a real file
+        return False
 
 
 def run(argv: Sequence[str] | None) -> int:
@@ -215,7 +231,10 @@ async def check_targets(targets: list[str]) -> None:
 def split_store(words: list[str]) -> tuple[str | None, list[str]]:
     """The store and the IDs among a command's positionals, by STORE_RULE."""
     first = words[0] if words else ""
-    if "://" in first or first in (*STORES, "redis") or TARGET.fullmatch(first):
+    # A URL, even mistyped ('rediss//host', 'redis:/host'), is the store: taken for an ID,
+    # it would send the command to $KEW_PLUG_URL's store instead, without a word.
+    urlish = "//" in first or URLISH.match(first)
+    if urlish or first in (*STORES, "redis") or TARGET.fullmatch(first):
         return first, words[1:]
     return os.environ.get(ENV_URL), words
 

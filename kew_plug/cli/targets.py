@@ -37,7 +37,8 @@ async def load_queue(path: str) -> Queue:
         if inspect.isawaitable(obj):
             obj = await obj
         if not isinstance(obj, Queue):
-            raise UsageError(f"{path!r} returned a {type(obj).__name__}, not a kew_plug Queue")
+            what = type(obj).__name__
+            raise UsageError(f"{path!r} returned an object of type {what}, not a kew_plug Queue")
     if not isinstance(obj, Queue):
         raise UsageError(f"{path!r} is of type {type(obj).__name__}, not a kew_plug Queue")
     return obj
