@@ -202,11 +202,11 @@ class Queue:
     # -- submitting ---------------------------------------------------------------------
 
     def _culprit(self, envelope: tuple[Any, ...]) -> str:
-        """Which argument the serializer refused ("argument 1 (Lock) of "), found by trying
+        """Which argument the serializer refused ("args[1] (lock) of "), found by trying
         each alone; empty when it is the function itself or no single one fails."""
         _, args, kwargs, _ = envelope
-        named = [(f"argument {i}", v) for i, v in enumerate(args)]
-        named += [(f"argument {k!r}", v) for k, v in kwargs.items()]
+        named = [(f"args[{i}]", v) for i, v in enumerate(args)]
+        named += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
         for label, value in named:
             try:
                 self.serializer.dumps(value)

@@ -278,8 +278,8 @@ async def test_pickle_refuses_lambda_and_closure_at_submit(kind: str) -> None:
 
 
 @pytest.mark.parametrize(("args", "kwargs", "needle"), [
-    ((1, threading.Lock()), {}, "cannot serialize argument 1 (lock) of task"),
-    ((), {"guard": threading.Lock()}, "cannot serialize argument 'guard' (lock) of task"),
+    ((1, threading.Lock()), {}, "cannot serialize args[1] (lock) of task"),
+    ((), {"guard": threading.Lock()}, "cannot serialize kwargs['guard'] (lock) of task"),
 ])  # fmt: skip
 async def test_an_argument_that_cannot_be_serialized_is_named(
     args: tuple[Any, ...], kwargs: dict[str, Any], needle: str

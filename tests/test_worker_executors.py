@@ -218,6 +218,7 @@ def wait_for_gate() -> None:
 async def test_a_cancelled_thread_task_is_logged_as_cancelled_not_as_a_stopping_worker(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    CANCEL_GATE.clear()
     q = Queue("memory", name="cancel-log")
     handle = await q.submit(wait_for_gate, retries=0)
     worker = fast(q, concurrency=1, lease=0.3)

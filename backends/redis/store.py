@@ -296,7 +296,8 @@ class RedisStore(RedisInspection, Store):
         except asyncio.CancelledError:
             # Kept even when it came in the turn we were cancelled: it may hold a record
             # already popped for us, for the next wait, claim or withdraw.
-            self._abandoned[(queue, worker)] = reply
+            if not reply.cancelled():
+                self._abandoned[(queue, worker)] = reply
             raise
         except (rex.RedisError, OSError):
             return None  # lost with its connection; a popped record waits for its lease
