@@ -1,10 +1,10 @@
 """What a trickle of tasks costs each process: one producer submitting one task at a time
-(as a web app does) while 4 worker processes run them as they come.
+(as a web app does) while worker processes (4 unless --workers) run them as they come.
 
-    python benchmarks/trickle_cost.py [--seconds 5] [--repeat 3] [--strace]
+    python benchmarks/trickle_cost.py [--seconds 5] [--repeat 3] [--workers 4] [--strace]
 
 Own throwaway redis-server. Per task: CPU µs (user + sys, from /proc) of the producer, the
-four workers together and the Redis server, and Redis commands. With `--strace` (needs
+workers together and the Redis server, and Redis commands. With `--strace` (needs
 strace), one worker is traced while the producer runs: its system calls per send, the
 count that changes when a worker needs fewer turns of its event loop per task (each turn
 is one epoll_wait). Only counts and same-sitting ratios mean anything on a shared VM.
@@ -59,10 +59,10 @@ def redis_cpu_s(admin: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def one_run(url: str, seconds: float, trace: bool) -> dict[str, float]:
+def one_run(url: str, seconds: float, trace: bool, count: int) -> dict[str, float]:
     code = WORKER.format(url=url, secret=SECRET)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    workers = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(4)]
+    workers = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(count)]
     admin = redis.Redis.from_url(url)
     queue = SyncQueue(RedisStore.from_url(url, namespace="trickle"), name="t", secret=SECRET)
     out = Path(f"/tmp/kew-trickle-{os.getpid()}.strace")
@@ -118,11 +118,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--strace", action="store_true")
+    p.add_argument("--workers", type=int, default=4)
     a = p.parse_args()
     rows = []
     with RedisServer() as server:
         for _ in range(a.repeat):
-            rows.append(one_run(server.url, a.seconds, a.strace))
+            rows.append(one_run(server.url, a.seconds, a.strace, a.workers))
     names = list(rows[0])
     print("| " + " | ".join(names) + " |")
     print("|" + "---|" * len(names))
