@@ -323,8 +323,8 @@ class Worker:
                 held -= len(wakeup.claims)
                 if held <= 0:
                     return
-                # Waiting again in the same turn, not after the claim loop's next turns: a
-                # worker's turns per hand-off are most of what a trickled task costs it.
+                # Waiting again in the same turn rather than after a round of the claim
+                # loop: fewer turns per hand-off under load (no change measured when idle).
                 wait = self.wait_timeout
                 if due_at is not None:
                     wait = max(0.001, min(wait, due_at - time.monotonic()))
