@@ -223,15 +223,17 @@ async def test_a_cancelled_thread_task_is_logged_as_cancelled_not_as_a_stopping_
     handle = await q.submit(wait_for_gate, retries=0)
     worker = fast(q, concurrency=1, lease=0.3)
     run = asyncio.create_task(worker.run())
+
+    async def abandoned() -> int:
+        return worker.stats.abandoned_threads
+
     try:
         await eventually(
             lambda: q.status(handle.id), lambda s: s is not None and s.value == "running"
         )
         with caplog.at_level("WARNING", logger="kew_plug.worker"):
             assert await q.cancel(handle.id)
-            await eventually(
-                lambda: asyncio.sleep(0, worker.stats.abandoned_threads), lambda n: n == 1
-            )
+            await eventually(abandoned, lambda n: n == 1)
         (line,) = [r.getMessage() for r in caplog.records if "abandoned (task" in r.getMessage()]
         assert "its lease was lost" in line and "worker stopped" not in line
     finally:
